@@ -1,0 +1,223 @@
+"""The FastAPI app: thin routes that validate, call the Editor, and map domain errors to JSON."""
+
+import base64
+import time
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from handler.artifact import load_model
+from handler.attributes import NOT_EDITABLE
+from handler.config import get_settings
+from handler.editor import MAX_STRENGTH, Editor
+from handler.errors import ApiError, InvalidRequest, NotAcceptable
+from handler.imaging import DecodedImage, decode_image, encode_animation, encode_image, fit_within, strip
+from handler.observability import logger, metrics
+from handler.requests import read_request
+from handler.schemas import (AnalyzeRequest, AnalyzeResponse, AttributeInfo, AttributesResponse, EditRequest,
+                             EditResponse, ErrorResponse, FaceAttributes, FaceEdit, GenerateRequest,
+                             GenerateResponse, InterpolateRequest, InterpolateResponse, ModelInfo)
+
+API_DESCRIPTION = """Edit the face in a photo by named attributes, generate new faces, and interpolate between them.
+
+Images go in as JSON `image_base64` or as a multipart file field `image`. Errors are JSON:
+`{"error": {"code": "no_face", "message": "..."}}`."""
+
+ERRORS = {status: {"model": ErrorResponse} for status in (406, 413, 415, 422)}
+
+app = FastAPI(title="Face Interpolator", version="1.0.0", description=API_DESCRIPTION)
+
+
+@lru_cache(maxsize=1)
+def get_editor() -> Editor:
+    """Loaded once per process (a Lambda container's cold start) and shared by every request."""
+    settings = get_settings()
+    model = load_model(settings.model_dir)
+    logger.info("model loaded", extra={"model_version": model.version, "model_dir": str(settings.model_dir)})
+    return Editor(model, max_faces=settings.max_faces, torch_threads=settings.torch_threads)
+
+
+EditorDep = Annotated[Editor, Depends(get_editor)]
+
+
+# ---- errors: everything the client gets back is JSON with a machine-readable code ---------------------------
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    logger.info("request refused", extra={"code": exc.code, "status": exc.status_code, "path": request.url.path})
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+    return JSONResponse(InvalidRequest("invalid request", problems=problems).body(), status_code=422)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return JSONResponse({"error": {"code": "internal_error", "message": "unexpected error; it has been logged"}},
+                        status_code=500)
+
+
+# ---- helpers shared by the routes ---------------------------------------------------------------------------
+def model_info(editor: Editor) -> ModelInfo:
+    return ModelInfo(version=editor.model.version, resolution=editor.size)
+
+
+def require_image(images: dict[str, bytes], field: str = "image") -> DecodedImage:
+    if field not in images:
+        raise InvalidRequest(f"no image: send JSON {field}_base64 or a multipart file field {field!r}", field=field)
+    settings = get_settings()
+    return decode_image(images[field], max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
+
+def wants_json(response_field: str | None, accept: str) -> bool:
+    if response_field is not None:
+        return response_field == "json"
+    accept = accept.lower()
+    return "application/json" in accept and "image/" not in accept
+
+
+def output_format(format_field: str | None, accept: str, source_format: str) -> str:
+    if format_field:
+        return format_field
+    for fmt in ("png", "jpeg", "webp"):
+        if f"image/{fmt}" in accept.lower():
+            return fmt
+    if accept and "image/*" not in accept and "*/*" not in accept and "application/json" not in accept \
+            and "image/" in accept:
+        raise NotAcceptable(f"cannot produce {accept}", supported=["image/png", "image/jpeg", "image/webp"])
+    return source_format if source_format in ("png", "jpeg", "webp") else "png"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# ---- routes -------------------------------------------------------------------------------------------------
+@app.get("/healthz", tags=["service"])
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/v1/attributes", response_model=AttributesResponse, tags=["faces"])
+def attributes(editor: EditorDep) -> AttributesResponse:
+    catalog = editor.catalog
+    aliases = catalog.aliases_by_name()
+    return AttributesResponse(
+        attributes=[AttributeInfo(name=n, group=catalog.group_of(n), aliases=aliases[n], range=[0.0, 1.0],
+                                  delta_range=[-1.0, 1.0]) for n in catalog.editable],
+        analyze_only=sorted(NOT_EDITABLE & set(catalog.names)),
+        strength_range=[0.0, MAX_STRENGTH], model=model_info(editor))
+
+
+def body_doc(schema: type[BaseModel]) -> dict:
+    """OpenAPI for a body read by read_request: the JSON schema, and its multipart twin with files for images."""
+    json_schema = schema.model_json_schema()
+    form_props = {}
+    for name, prop in json_schema["properties"].items():
+        if name.endswith("_base64"):
+            form_props[name.removesuffix("_base64")] = {"type": "string", "format": "binary"}
+        elif prop.get("type") == "object" or "additionalProperties" in prop:
+            form_props[name] = {"type": "string", "description": "JSON object as text. " + prop.get("description", "")}
+        else:
+            form_props[name] = prop
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": json_schema},
+        "multipart/form-data": {"schema": {"type": "object", "properties": form_props}}}}}
+
+
+@app.post("/v1/analyze", response_model=AnalyzeResponse, responses=ERRORS, tags=["faces"],
+          openapi_extra=body_doc(AnalyzeRequest))
+async def analyze(request: Request, editor: EditorDep) -> AnalyzeResponse:
+    _, images = await read_request(request, AnalyzeRequest, max_image_bytes=get_settings().max_image_bytes)
+    image = require_image(images)
+    faces = await run_in_threadpool(editor.analyze, image.rgb)
+    metrics.add_metric(name="FacesFound", unit="Count", value=len(faces))
+    return AnalyzeResponse(faces=[FaceAttributes(index=f.index, box=list(f.face.box), attributes=f.before)
+                                  for f in faces], model=model_info(editor))
+
+
+@app.post("/v1/edit", responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                                       "model": EditResponse}, **ERRORS},
+          tags=["faces"], openapi_extra=body_doc(EditRequest))
+async def edit(request: Request, editor: EditorDep) -> Response:
+    body, images = await read_request(request, EditRequest, max_image_bytes=get_settings().max_image_bytes)
+    planned = editor.plan(body.edits)  # refuse unknown attributes before decoding anything
+    image = require_image(images)
+    accept = request.headers.get("accept", "")
+    fmt = output_format(body.format, accept, image.source_format)
+    started = time.perf_counter()
+    edited, faces = await run_in_threadpool(editor.edit, image.rgb, planned, which=body.face,
+                                            strength=body.strength)
+    metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
+    metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
+    data, content_type = encode_image(edited, fmt, alpha=image.alpha)
+    if not wants_json(body.response, accept):
+        return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
+                                                                "X-Model-Version": editor.model.version})
+    return JSONResponse(EditResponse(
+        image_base64=b64(data), content_type=content_type, width=edited.shape[1], height=edited.shape[0],
+        faces=[FaceEdit(index=f.index, box=list(f.face.box), attributes_before=f.before, attributes_after=f.after)
+               for f in faces], model=model_info(editor)).model_dump())
+
+
+@app.post("/v1/generate", responses={200: {"content": {"image/png": {}}, "model": GenerateResponse}, **ERRORS},
+          tags=["faces"], openapi_extra=body_doc(GenerateRequest))
+async def generate(request: Request, editor: EditorDep) -> Response:
+    body, _ = await read_request(request, GenerateRequest, max_image_bytes=get_settings().max_image_bytes)
+    limit = get_settings().max_generate
+    if body.count > limit:
+        raise InvalidRequest(f"count must be at most {limit}", field="count", valid_range=[1, limit])
+    faces = await run_in_threadpool(editor.generate, editor.plan(body.attributes), count=body.count, seed=body.seed,
+                                    size=body.size)
+    if wants_json(body.response, request.headers.get("accept", "")):
+        encoded = [encode_image(f, body.format) for f in faces]
+        return JSONResponse(GenerateResponse(images_base64=[b64(d) for d, _ in encoded], content_type=encoded[0][1],
+                                             seed=body.seed, model=model_info(editor)).model_dump())
+    data, content_type = encode_image(strip(faces), body.format)
+    return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})
+
+
+@app.post("/v1/interpolate", responses={200: {"content": {"image/gif": {}, "image/webp": {}, "image/png": {}},
+                                              "model": InterpolateResponse}, **ERRORS},
+          tags=["faces"], openapi_extra=body_doc(InterpolateRequest))
+async def interpolate(request: Request, editor: EditorDep) -> Response:
+    settings = get_settings()
+    body, images = await read_request(request, InterpolateRequest, max_image_bytes=settings.max_image_bytes)
+    if body.frames > settings.max_frames:
+        raise InvalidRequest(f"frames must be at most {settings.max_frames}", field="frames",
+                             valid_range=[2, settings.max_frames])
+    plan_start, plan_end = editor.plan(body.start), editor.plan(body.end)
+    first = require_image(images)
+    if "image2" in images:
+        second = require_image(images, "image2")
+        frames = await run_in_threadpool(editor.interpolate_faces, first.rgb, second.rgb, frames=body.frames,
+                                         size=body.size)
+    else:
+        if not body.start and not body.end:
+            raise InvalidRequest("give `end` (and optionally `start`) attribute settings, or a second image")
+        photo = fit_within(first.rgb, body.max_side)
+        frames = await run_in_threadpool(editor.interpolate_attributes, photo, plan_start, plan_end,
+                                         frames=body.frames, which=body.face, strength=body.strength)
+    if body.format == "png":
+        data, content_type = encode_image(strip(frames), "png")
+    else:
+        data, content_type = encode_animation(frames, body.format, duration_ms=body.duration_ms)
+    if wants_json(body.response, request.headers.get("accept", "")):
+        return JSONResponse(InterpolateResponse(image_base64=b64(data), content_type=content_type,
+                                                frames=len(frames), model=model_info(editor)).model_dump())
+    return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})

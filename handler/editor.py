@@ -1,0 +1,232 @@
+"""Runs the exported CVAE on faces in photos, as named stages that can be tested alone:
+find faces -> preprocess (align to the model's crop) -> encode -> plan the edit -> decode -> postprocess
+(residual D(mu, a') - D(mu, a) added to the original pixels through a soft mask)."""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from handler import faces as face_ops
+from handler.artifact import LoadedModel
+from handler.attributes import AttributeCatalog
+from handler.errors import FaceIndexOutOfRange, InvalidRequest, NoFaceFound
+from handler.imaging import resize_square
+from handler.observability import tracer
+
+MAX_STRENGTH = 3.0
+CONDITION_LIMIT = 3.0  # |decoder condition| cap; training saw -1 / +1, strength > 1 extrapolates beyond
+
+
+@dataclass(frozen=True)
+class PlannedEdit:
+    index: int  # attribute axis position
+    value: float
+    is_delta: bool  # value is a change of presence rather than a target presence
+
+
+@dataclass
+class Encoded:
+    mu: Tensor  # (B, latent)
+    probs: Tensor  # (B, 40) attribute presence in [0, 1]
+
+
+@dataclass
+class FaceResult:
+    index: int
+    face: face_ops.DetectedFace
+    before: dict[str, float]
+    after: dict[str, float] | None = None
+
+
+def condition(probs: Tensor) -> Tensor:
+    """Presence in [0, 1] (or beyond, for exaggerated edits) -> the decoder's condition, 2p - 1."""
+    return (probs * 2.0 - 1.0).clamp(-CONDITION_LIMIT, CONDITION_LIMIT)
+
+
+def to_model_input(crops: list[np.ndarray]) -> Tensor:
+    """uint8 crops (S, S, 3) -> (B, 3, S, S) in [-1, 1], the normalisation the model card states."""
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()  # (B, 3, S, S)
+    return x / 127.5 - 1.0
+
+
+def to_pixels(x: Tensor) -> np.ndarray:
+    """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) float32 in pixel units (0..255 scale, unclipped)."""
+    return ((x + 1.0) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
+
+
+class Editor:
+    def __init__(self, model: LoadedModel, *, max_faces: int = 8, torch_threads: int = 0):
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        self.model = model
+        self.module = model.module
+        self.size = model.resolution
+        self.catalog = AttributeCatalog(model.attributes)
+        self.max_faces = max_faces
+        prevalence = model.card.get("attribute_prevalence")
+        self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
+                                  [0.5] * len(self.catalog.names))
+
+    # ---- stages -------------------------------------------------------------------------------------------
+    @tracer.capture_method
+    def find_faces(self, rgb: np.ndarray) -> list[face_ops.DetectedFace]:
+        found = face_ops.detect_faces(rgb, crop_size=self.size, max_faces=self.max_faces)
+        if not found:
+            raise NoFaceFound("no face was found in the image; send a photo with a clearly visible, roughly "
+                              "frontal face at least about 40 pixels wide")
+        return found
+
+    def select(self, found: list[face_ops.DetectedFace], which: str | int) -> list[tuple[int, face_ops.DetectedFace]]:
+        if which == "all":
+            return list(enumerate(found))
+        if which == "largest":
+            return [(0, found[0])]  # detect_faces sorts largest first
+        if not 0 <= which < len(found):
+            raise FaceIndexOutOfRange(f"face index {which} is out of range: {len(found)} face(s) found",
+                                      faces_found=len(found))
+        return [(which, found[which])]
+
+    def preprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace]) -> tuple[list[np.ndarray], Tensor]:
+        crops = [face_ops.warp_to_crop(rgb, f) for f in faces]
+        return crops, to_model_input(crops)
+
+    @tracer.capture_method
+    def encode(self, x: Tensor) -> Encoded:
+        with torch.inference_mode():
+            mu, _, logits = self.module(x)
+        return Encoded(mu=mu, probs=torch.sigmoid(logits))
+
+    def plan(self, edits: dict[str, float | str]) -> list[PlannedEdit]:
+        """Validate names and values: a number is a target presence in [0, 1]; a signed string like "+0.3"
+        or "-0.5" is a change of presence in [-1, 1]."""
+        planned = []
+        for name, raw in edits.items():
+            attr = self.catalog.resolve(name)
+            is_delta = isinstance(raw, str)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise InvalidRequest(f"edit value for {name!r} must be a number in [0, 1] or a signed change "
+                                     "like \"+0.3\"", attribute=name) from None
+            if is_delta and not (raw.strip().startswith(("+", "-")) and -1.0 <= value <= 1.0):
+                raise InvalidRequest(f"a change for {name!r} is written \"+x\" or \"-x\" with x in [0, 1]",
+                                     attribute=name, valid_range=[-1.0, 1.0])
+            if not is_delta and not 0.0 <= value <= 1.0:
+                raise InvalidRequest(f"target for {name!r} must be in [0, 1], got {value}", attribute=name,
+                                     valid_range=[0.0, 1.0])
+            if attr.inverted:  # "beard": 1 means No_Beard = 0
+                value = -value if is_delta else 1.0 - value
+            planned.append(PlannedEdit(index=attr.index, value=value, is_delta=is_delta))
+        return planned
+
+    @staticmethod
+    def apply(probs: Tensor, planned: list[PlannedEdit], strength: float) -> Tensor:
+        """a' = a + strength * (target - a) for targets, a + strength * delta for changes."""
+        if not 0.0 <= strength <= MAX_STRENGTH:
+            raise InvalidRequest(f"strength must be in [0, {MAX_STRENGTH}], got {strength}",
+                                 valid_range=[0.0, MAX_STRENGTH])
+        edited = probs.clone()
+        for p in planned:
+            change = p.value if p.is_delta else p.value - probs[:, p.index]
+            edited[:, p.index] = probs[:, p.index] + strength * change
+        return edited
+
+    @tracer.capture_method
+    def decode(self, mu: Tensor, probs: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.module.decode(mu, condition(probs))
+
+    def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> np.ndarray:
+        """D(mu, a') - D(mu, a) for each face, in pixel units: (B, S, S, 3) float32."""
+        n = mu.shape[0]
+        decoded = self.decode(torch.cat([mu, mu]), torch.cat([before, after]))  # (2B, 3, S, S)
+        return (decoded[n:] - decoded[:n]).mul(127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
+
+    @tracer.capture_method
+    def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray) -> np.ndarray:
+        out = rgb
+        for face, residual in zip(faces, residuals):
+            out = face_ops.blend_residual(out, residual, face)
+        return out
+
+    # ---- use cases ----------------------------------------------------------------------------------------
+    def analyze(self, rgb: np.ndarray) -> list[FaceResult]:
+        found = self.find_faces(rgb)
+        _, x = self.preprocess(rgb, found)
+        enc = self.encode(x)
+        return [FaceResult(i, f, self.catalog.scores(p)) for i, (f, p) in enumerate(zip(found, enc.probs))]
+
+    @tracer.capture_method
+    def edit(self, rgb: np.ndarray, planned: list[PlannedEdit], *, which: str | int = "largest",
+             strength: float = 1.0) -> tuple[np.ndarray, list[FaceResult]]:
+        chosen = self.select(self.find_faces(rgb), which)
+        faces = [f for _, f in chosen]
+        crops, x = self.preprocess(rgb, faces)
+        enc = self.encode(x)
+        after = self.apply(enc.probs, planned, strength)
+        residuals = self.residuals(enc.mu, enc.probs, after)
+        edited = self.postprocess(rgb, faces, residuals)
+        # Measure the result: re-encode the edited crops as the service returns them (mask applied).
+        mask = face_ops.face_mask(self.size)[..., None]
+        edited_crops = [np.clip(c + r * mask, 0, 255).round().astype(np.uint8) for c, r in zip(crops, residuals)]
+        measured = self.encode(to_model_input(edited_crops)).probs
+        results = [FaceResult(i, f, self.catalog.scores(b), self.catalog.scores(a))
+                   for (i, f), b, a in zip(chosen, enc.probs, measured)]
+        return edited, results
+
+    def generate(self, planned: list[PlannedEdit], *, count: int, seed: int, size: int) -> list[np.ndarray]:
+        """New faces: z ~ N(0, I) (seeded), attributes not given set to their training-set prevalence."""
+        probs = self.prior.clone()
+        for p in planned:
+            probs[p.index] = probs[p.index] + p.value if p.is_delta else p.value
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(count, self.model.latent_dim, generator=generator)
+        images = to_pixels(self.decode(z, probs.expand(count, -1)))
+        return [resize_square(np.clip(im, 0, 255).round().astype(np.uint8), size) for im in images]
+
+    def interpolate_attributes(self, rgb: np.ndarray, plan_start: list[PlannedEdit], plan_end: list[PlannedEdit], *,
+                               frames: int, which: str | int = "largest", strength: float = 1.0) -> list[np.ndarray]:
+        """The photo, edited from the `start` attribute setting to `end` in `frames` steps."""
+        chosen = self.select(self.find_faces(rgb), which)
+        faces = [f for _, f in chosen]
+        _, x = self.preprocess(rgb, faces)
+        enc = self.encode(x)
+        a0 = self.apply(enc.probs, plan_start, strength)
+        a1 = self.apply(enc.probs, plan_end, strength)
+        out = []
+        for t in np.linspace(0.0, 1.0, frames):
+            residuals = self.residuals(enc.mu, enc.probs, a0 + float(t) * (a1 - a0))
+            out.append(self.postprocess(rgb, faces, residuals))
+        return out
+
+    def interpolate_faces(self, rgb_a: np.ndarray, rgb_b: np.ndarray, *, frames: int, size: int) -> list[np.ndarray]:
+        """Morph the largest face of one photo into the largest face of another through latent and attribute
+        interpolation. Each frame is the decoded morph plus a cross-fade of the two photos' fine detail (what the
+        decoder cannot reproduce), so the ends are the two aligned input faces at `size` pixels."""
+        fa, fb = self.find_faces(rgb_a)[0], self.find_faces(rgb_b)[0]
+        _, x = self.preprocess(rgb_a, [fa])
+        _, y = self.preprocess(rgb_b, [fb])
+        enc = self.encode(torch.cat([x, y]))
+        recon = self.decode(enc.mu, enc.probs)
+        scale = size / self.size
+        sharp = [face_ops.warp_to_crop(img, replace(f, matrix=f.matrix * scale, crop_size=size)).astype(np.float32)
+                 for img, f in ((rgb_a, fa), (rgb_b, fb))]
+        detail = [s - _upsample(r, size) for s, r in zip(sharp, to_pixels(recon))]
+        ts = torch.linspace(0.0, 1.0, frames)[:, None]
+        mus = enc.mu[0:1] + ts * (enc.mu[1:2] - enc.mu[0:1])  # (F, latent)
+        probs = enc.probs[0:1] + ts * (enc.probs[1:2] - enc.probs[0:1])  # (F, 40)
+        morphs = to_pixels(self.decode(mus, probs))
+        out = []
+        for t, m in zip(ts[:, 0].tolist(), morphs):
+            frame = _upsample(m, size) + (1 - t) * detail[0] + t * detail[1]
+            out.append(np.clip(frame, 0, 255).round().astype(np.uint8))
+        return out
+
+
+def _upsample(pixels: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 3) float pixels -> (size, size, 3) float, bilinear (a decoded face is smooth; nothing to keep)."""
+    t = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, 3, S, S)
+    up = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return up[0].permute(1, 2, 0).numpy()

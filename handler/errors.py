@@ -1,0 +1,60 @@
+"""Domain errors. Each carries its HTTP status and a machine-readable code; the app renders them as
+{"error": {"code": ..., "message": ..., **details}}."""
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class NoFaceFound(ApiError):
+    status_code = 422
+    code = "no_face"
+
+
+class FaceIndexOutOfRange(ApiError):
+    status_code = 422
+    code = "face_index_out_of_range"
+
+
+class UnsupportedImage(ApiError):
+    status_code = 415
+    code = "unsupported_image"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(ApiError):
+    status_code = 413
+    code = "image_too_large"
+
+
+class UnknownAttribute(ApiError):
+    status_code = 422
+    code = "unknown_attribute"
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class NotAcceptable(ApiError):
+    status_code = 406
+    code = "not_acceptable"

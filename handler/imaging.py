@@ -1,0 +1,104 @@
+"""Image decoding and encoding: EXIF orientation, colour modes, size limits, output formats, animations."""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from handler.errors import ImageTooLarge, PayloadTooLarge, UnsupportedImage
+
+INPUT_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+FORMAT_ALIASES = {"jpg": "jpeg"}
+ANIMATION_FORMATS = {"gif": ("GIF", "image/gif"), "webp": ("WEBP", "image/webp")}
+
+
+@dataclass
+class DecodedImage:
+    rgb: np.ndarray  # (H, W, 3) uint8, EXIF orientation applied
+    alpha: np.ndarray | None  # (H, W) uint8 when the input had transparency; re-attached on PNG/WebP output
+    source_format: str  # "png", "jpeg", ...
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes}", limit_bytes=max_bytes)
+    if not data:
+        raise UnsupportedImage("the image is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format not in INPUT_FORMATS:
+                raise UnsupportedImage(f"unsupported image format {im.format}",
+                                       supported=sorted(f.lower() for f in INPUT_FORMATS))
+            w, h = im.size  # from the header: checked before any pixel is decoded
+            if w * h > max_pixels:
+                raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}",
+                                    limit_pixels=max_pixels)
+            source_format = im.format.lower()
+            im.seek(0)  # first frame of an animation
+            im = ImageOps.exif_transpose(im)
+            has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+            im = im.convert("RGBA" if has_alpha else "RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise UnsupportedImage("the data is not an image in a supported format",
+                               supported=sorted(f.lower() for f in INPUT_FORMATS)) from exc
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
+        raise UnsupportedImage(f"could not decode the image: {exc}") from exc
+    if min(arr.shape[:2]) < 1:
+        raise UnsupportedImage("the image has no pixels")
+    if has_alpha:
+        return DecodedImage(np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), source_format)
+    return DecodedImage(arr, None, source_format)
+
+
+def normalise_format(fmt: str) -> str:
+    fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(fmt)
+    return fmt
+
+
+def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, quality: int = 92) -> tuple[bytes, str]:
+    """-> (bytes, content type). Transparency survives PNG and WebP; JPEG drops it."""
+    pil_format, content_type = OUTPUT_FORMATS[normalise_format(fmt)]
+    if alpha is not None and pil_format in ("PNG", "WEBP"):
+        im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    else:
+        im = Image.fromarray(rgb, "RGB")
+    buf = io.BytesIO()
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 6}
+    im.save(buf, pil_format, **options)
+    return buf.getvalue(), content_type
+
+
+def encode_animation(frames: list[np.ndarray], fmt: str, *, duration_ms: int, loop: bool = True) -> tuple[bytes, str]:
+    pil_format, content_type = ANIMATION_FORMATS[fmt]
+    images = [Image.fromarray(f, "RGB") for f in frames]
+    buf = io.BytesIO()
+    extra = {"quality": 90} if pil_format == "WEBP" else {"optimize": False}
+    images[0].save(buf, pil_format, save_all=True, append_images=images[1:], duration=duration_ms,
+                   loop=0 if loop else 1, **extra)
+    return buf.getvalue(), content_type
+
+
+def strip(frames: list[np.ndarray]) -> np.ndarray:
+    """Frames side by side: (H, W * N, 3)."""
+    return np.concatenate(frames, axis=1)
+
+
+def fit_within(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale (never upscale) so the longer side is at most max_side."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC))

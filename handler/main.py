@@ -1,0 +1,45 @@
+"""The Lambda entry point: Mangum adapts API Gateway (REST, payload v1) events to the FastAPI app; Powertools
+adds structured logs with the request id as correlation id, X-Ray tracing, and CloudWatch metrics."""
+
+import time
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+
+from handler.app import app, get_editor
+from handler.observability import logger, metrics, tracer
+
+# Load the model during the init phase (full CPU, not billed against the first request's timeout budget).
+get_editor()
+
+
+
+class StagePrefix:
+    """Sets the ASGI root_path to the API Gateway stage prefix ("/prod"), so /docs points its browser at
+    /prod/openapi.json. Behind a custom domain without a prefix, requestContext.path equals path and nothing changes."""
+
+    def __init__(self, asgi_app):
+        self.app = asgi_app
+
+    async def __call__(self, scope, receive, send):
+        event = scope.get("aws.event") or {}
+        public_path = (event.get("requestContext") or {}).get("path") or ""
+        path = event.get("path") or ""
+        if path and public_path.endswith(path) and public_path != path:
+            scope = {**scope, "root_path": public_path[: -len(path)]}
+        await self.app(scope, receive, send)
+
+
+asgi_handler = Mangum(StagePrefix(app), lifespan="off", api_gateway_base_path="/")
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)  # outermost, so metrics flush after everything else
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def handler(event: dict, context) -> dict:
+    started = time.perf_counter()
+    response = asgi_handler(event, context)
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+    logger.info("request done", extra={"path": event.get("path"), "status": response.get("statusCode")})
+    return response

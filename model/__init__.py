@@ -1,0 +1,1 @@
+"""PyTorch code for the Face Interpolator CVAE: data, model, losses, training, evaluation, export."""

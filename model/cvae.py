@@ -1,0 +1,100 @@
+"""Conditional VAE over 64x64 CelebA crops.
+
+encode(x) -> (mu, logvar, attr_logits): latent Gaussian plus a head predicting the 40 attributes.
+decode(z, attrs) -> image in [-1, 1], conditioned on attributes given in [-1, 1] (-1 absent, +1 present;
+values beyond that range exaggerate an edit).
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from model.attributes import NUM_ATTRIBUTES
+
+
+@dataclass
+class CVAEConfig:
+    image_size: int = 64
+    latent_dim: int = 128
+    num_attributes: int = NUM_ATTRIBUTES
+    base_channels: int = 32  # channels of the first encoder stage; doubled at every downsampling
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2))
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2))
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: CVAEConfig):
+        super().__init__()
+        c = config.base_channels
+        self.features = nn.Sequential(_down(3, c), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c))
+        flat = 8 * c * (config.image_size // 16) ** 2
+        self.to_mu = nn.Linear(flat, config.latent_dim)
+        self.to_logvar = nn.Linear(flat, config.latent_dim)
+        self.attr_head = nn.Sequential(nn.Linear(flat, 512), nn.LeakyReLU(0.2), nn.Linear(512, config.num_attributes))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h = self.features(x).flatten(1)  # (B, 8c * s/16 * s/16)
+        return self.to_mu(h), self.to_logvar(h), self.attr_head(h)
+
+
+class Decoder(nn.Module):
+    """Attributes enter at the input and again, tiled, at the 4x4 and 8x8 stages so they cannot be ignored."""
+
+    def __init__(self, config: CVAEConfig):
+        super().__init__()
+        c = config.base_channels
+        self.start = config.image_size // 16
+        self.top_channels = 8 * c
+        n_attr = config.num_attributes
+        self.fc = nn.Linear(config.latent_dim + n_attr, self.top_channels * self.start**2)
+        self.up1 = _up(8 * c + n_attr, 4 * c)
+        self.up2 = _up(4 * c + n_attr, 2 * c)
+        self.up3 = _up(2 * c, c)
+        self.up4 = nn.ConvTranspose2d(c, 3, 4, 2, 1)
+
+    def forward(self, z: Tensor, attrs: Tensor) -> Tensor:
+        b = z.shape[0]
+        h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, 8c, 4, 4)
+        h = self.up1(torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1))  # (B, 4c, 8, 8)
+        h = self.up2(torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1))  # (B, 2c, 16, 16)
+        h = self.up3(h)  # (B, c, 32, 32)
+        return torch.tanh(self.up4(h))  # (B, 3, 64, 64)
+
+
+class CVAE(nn.Module):
+    def __init__(self, config: CVAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.encoder(x)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
+        return self.decoder(z, attrs)
+
+    def forward(self, x: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Training pass: reconstruct x under its own (given) attributes from a sampled latent."""
+        mu, logvar, attr_logits = self.encode(x)
+        recon = self.decode(self.reparameterize(mu, logvar), attrs)
+        return recon, mu, logvar, attr_logits
+
+
+def labels_to_condition(labels01: Tensor) -> Tensor:
+    """Attribute presence in [0, 1] -> the decoder's condition in [-1, 1]."""
+    return labels01 * 2.0 - 1.0

@@ -1,0 +1,35 @@
+"""PNG grids of faces: inputs, reconstructions and attribute edits, for eyeballing a model."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_grid(columns: list[Tensor], path: str | Path) -> None:
+    """Each column a (B, 3, H, W) batch; rows are the B faces."""
+    cols = [to_uint8(c) for c in columns]
+    rows = [np.concatenate([c[i] for c in cols], axis=1) for i in range(cols[0].shape[0])]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+@torch.inference_mode()
+def edit_columns(model, x: Tensor, labels01: Tensor, attribute_indices: list[int]) -> list[Tensor]:
+    """[input, reconstruction, one column per attribute flipped] using the mean latent."""
+    from model.cvae import labels_to_condition
+
+    mu, _, _ = model.encode(x)
+    columns = [x, model.decode(mu, labels_to_condition(labels01))]
+    for i in attribute_indices:
+        flipped = labels01.clone()
+        flipped[:, i] = 1.0 - flipped[:, i]
+        columns.append(model.decode(mu, labels_to_condition(flipped)))
+    return columns

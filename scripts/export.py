@@ -1,0 +1,64 @@
+"""Export a training checkpoint as the serving artifact (TorchScript + model card) in layers/model/,
+measuring the card's metrics on the CelebA test split.
+
+    python scripts/export.py --checkpoint runs/cvae64/checkpoint.pt
+"""
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model.attributes import CELEBA_ATTRIBUTES  # noqa: E402
+from model.data import CELEBA_CROP, load_split  # noqa: E402
+from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
+from model.export import export_torchscript, load_checkpoint  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--checkpoint", default="runs/cvae64/checkpoint.pt", help="checkpoint written by scripts/train.py")
+parser.add_argument("--out-dir", default=str(ROOT / "layers" / "model"), help="where the artifact and card go")
+parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
+parser.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="decoded image cache")
+parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+parser.add_argument("--version", help="model version string (default: date and training steps)")
+args = parser.parse_args()
+
+model, ckpt = load_checkpoint(args.checkpoint)
+size = model.config.image_size
+test = load_split(args.data_dir, "test", size=size, cache_dir=args.cache_dir, limit=args.limit)
+metrics = reconstruction_and_attribute_metrics(model, test)
+per_attr = metrics.pop("attribute_accuracy")
+settings = ckpt["settings"]
+train_seconds = ckpt["train_seconds"]
+version = args.version or f"cvae{size}-{dt.date.today():%Y%m%d}-s{ckpt['step']}"
+
+card = {
+    "name": "face-interpolator-cvae",
+    "version": version,
+    "description": "Conditional VAE over aligned CelebA face crops; encoder predicts the 40 CelebA attributes.",
+    "attributes": list(CELEBA_ATTRIBUTES),
+    "resolution": size,
+    "latent_dim": model.config.latent_dim,
+    "config": model.config.to_dict(),
+    # The crop the model was trained on, and where the landmarks sit in it (fractions of the crop side).
+    "crop": {**CELEBA_CROP, "source": "CelebA img_align_celeba",
+             "eyes_xy": [[(69 - 0) / 178, (111 - 20) / 178], [(107 - 0) / 178, (111 - 20) / 178]],
+             "mouth_xy": [[72 / 178, (152 - 20) / 178], [105 / 178, (152 - 20) / 178]]},
+    "normalisation": {"input": "RGB uint8 / 127.5 - 1 (range [-1, 1]), NCHW", "output": "tanh, range [-1, 1]",
+                      "attributes": "decoder condition = 2 * p - 1 with p in [0, 1] the presence of each attribute"},
+    "interface": {"forward(x)": "(mu, logvar, attribute_logits)", "decode(z, attrs)": "image"},
+    "training": {"data": "CelebA train split (official partition), ../shared/celeba128 resized to "
+                         f"{size}x{size}", "images": int(37540 if settings.get("train_limit") is None else settings["train_limit"]),
+                 "steps": ckpt["step"], "images_seen": ckpt["images_seen"], "train_minutes": round(train_seconds / 60, 1),
+                 "images_per_second": round(ckpt["images_seen"] / max(train_seconds, 1e-9), 1),
+                 "settings": settings, "device": ckpt.get("device", "cpu")},
+    "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
+    "license_note": "Trained on CelebA, which is for non-commercial research use.",
+}
+path = export_torchscript(model, args.out_dir, card)
+print(json.dumps({k: v for k, v in card["metrics"].items() if k != "attribute_accuracy"}, indent=2))
+print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {Path(args.out_dir) / 'model_card.json'}")

@@ -1,0 +1,122 @@
+"""Write the API Gateway (REST, payload v1) events in events/: one per endpoint and one per kind of bad input,
+plus events/manifest.json with the status each should get. Images come from scikit-image's sample photos.
+
+    python scripts/make_events.py
+"""
+
+import base64
+import io
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data as samples
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+
+
+def jpeg(rgb: np.ndarray, side: int, quality: int = 85) -> bytes:
+    im = Image.fromarray(rgb)
+    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def event(method: str, path: str, *, body: bytes | str | None = None, content_type: str | None = None,
+          accept: str = "*/*", binary: bool = False) -> dict:
+    """An API Gateway REST proxy event. Binary bodies (multipart uploads) arrive base64-encoded."""
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Accept": accept,
+               "User-Agent": "face-interpolator-events", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443",
+               "x-api-key": "local-test-key"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if isinstance(body, bytes):
+        body = b64(body) if binary else body.decode()
+    request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, method + path + (body or "")[:64]))
+    return {
+        "resource": path, "path": path, "httpMethod": method, "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/v1{path}", "stage": "v1",
+                           "requestId": request_id, "accountId": "000000000000", "apiId": "abc123",
+                           "requestTimeEpoch": 1764000000000, "protocol": "HTTP/1.1",
+                           "identity": {"sourceIp": "203.0.113.7", "apiKey": "local-test-key",
+                                        "apiKeyId": "localkeyid", "userAgent": "face-interpolator-events"}},
+        "body": body, "isBase64Encoded": binary,
+    }
+
+
+def json_event(path: str, payload: dict, accept: str = "application/json") -> dict:
+    return event("POST", path, body=json.dumps(payload), content_type="application/json", accept=accept)
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
+    boundary = "----faceinterpolator" + uuid.uuid4().hex[:12]
+    parts = []
+    for name, value in fields.items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
+    for name, (filename, content, ctype) in files.items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                     f"Content-Type: {ctype}\r\n\r\n".encode() + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def main() -> None:
+    portrait = jpeg(samples.astronaut(), 320)
+    mirrored = jpeg(samples.astronaut()[:, ::-1].copy(), 320)
+    no_face = jpeg(samples.coffee(), 320)
+    huge = io.BytesIO()
+    Image.new("L", (8000, 6000), 128).save(huge, "PNG")  # 48 megapixels in a small file
+
+    form, form_type = multipart({"edits": json.dumps({"glasses": 1.0}), "format": "png"},
+                                {"image": ("astronaut.jpg", portrait, "image/jpeg")})
+    events = {
+        "healthz.json": (event("GET", "/healthz"), 200),
+        "attributes.json": (event("GET", "/v1/attributes", accept="application/json"), 200),
+        "analyze.json": (json_event("/v1/analyze", {"image_base64": b64(portrait)}), 200),
+        "edit.json": (json_event("/v1/edit", {"image_base64": b64(portrait), "edits": {"Smiling": 1.0, "Eyeglasses": 1.0},
+                                              "face": "largest", "strength": 1.0, "format": "png",
+                                              "response": "json"}), 200),
+        "edit_image.json": (json_event("/v1/edit", {"image_base64": b64(portrait), "edits": {"blond": 1.0}},
+                                       accept="image/jpeg"), 200),
+        "edit_multipart.json": (event("POST", "/v1/edit", body=form, content_type=form_type, accept="image/png",
+                                      binary=True), 200),
+        "generate.json": (json_event("/v1/generate", {"attributes": {"smile": 1.0, "blond": 1.0}, "count": 4, "seed": 7},
+                                     accept="image/png"), 200),
+        "interpolate.json": (json_event("/v1/interpolate", {"image_base64": b64(portrait), "end": {"age": 1.0},
+                                                            "frames": 6, "format": "gif"}, accept="image/gif"), 200),
+        "interpolate_two_faces.json": (json_event("/v1/interpolate", {"image_base64": b64(portrait),
+                                                                      "image2_base64": b64(mirrored), "frames": 6,
+                                                                      "format": "png"}, accept="image/png"), 200),
+        "bad_no_face.json": (json_event("/v1/edit", {"image_base64": b64(no_face), "edits": {"smile": 1.0}}), 422),
+        "bad_not_an_image.json": (json_event("/v1/edit", {"image_base64": b64(b"this is a text file, not a photo\n"),
+                                                          "edits": {"smile": 1.0}}), 415),
+        "bad_unknown_attribute.json": (json_event("/v1/edit", {"image_base64": b64(portrait),
+                                                               "edits": {"wings": 1.0}}), 422),
+        "bad_strength.json": (json_event("/v1/edit", {"image_base64": b64(portrait), "edits": {"smile": 1.0},
+                                                      "strength": 10}), 422),
+        "bad_too_many_pixels.json": (json_event("/v1/analyze", {"image_base64": b64(huge.getvalue())}), 413),
+        "bad_json.json": (event("POST", "/v1/edit", body='{"edits": {"smile": 1.0', content_type="application/json"), 422),
+        "bad_route.json": (event("GET", "/v1/nothing-here"), 404),
+    }
+    EVENTS.mkdir(exist_ok=True)
+    for name, (ev, _) in events.items():
+        (EVENTS / name).write_text(json.dumps(ev, indent=1) + "\n")
+    manifest = {name: status for name, (_, status) in events.items()}
+    (EVENTS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {len(events)} events to {EVENTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The HTTP API through FastAPI's TestClient, on a real photo (skimage's astronaut) and on faces the model makes."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import decode, png_bytes
+from handler.config import get_settings
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def photo(astronaut) -> bytes:
+    return png_bytes(astronaut)
+
+
+def edit_json(client, image: bytes, edits: dict, **extra):
+    return client.post("/v1/edit", json={"image_base64": b64(image), "edits": edits, "response": "json", **extra})
+
+
+# ---- service endpoints ----------------------------------------------------------------------------------------
+def test_health_docs_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/attributes", "/v1/analyze", "/v1/edit", "/v1/generate", "/v1/interpolate"):
+        assert path in spec["paths"]
+    edit_body = spec["paths"]["/v1/edit"]["post"]["requestBody"]["content"]
+    assert "edits" in edit_body["application/json"]["schema"]["properties"]
+    assert edit_body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+
+
+def test_attributes_lists_names_aliases_and_ranges(client):
+    body = client.get("/v1/attributes").json()
+    by_name = {a["name"]: a for a in body["attributes"]}
+    assert {"Smiling", "Eyeglasses", "Blond_Hair", "Young", "No_Beard"} <= by_name.keys()
+    assert "Attractive" not in by_name and "Attractive" in body["analyze_only"]
+    assert {"alias": "smile", "inverted": False} in by_name["Smiling"]["aliases"]
+    assert {"alias": "beard", "inverted": True} in by_name["No_Beard"]["aliases"]
+    assert by_name["Smiling"]["range"] == [0.0, 1.0] and by_name["Smiling"]["group"] == "expression"
+    assert body["model"]["resolution"] == 64
+
+
+# ---- a real photo ---------------------------------------------------------------------------------------------
+def test_analyze_finds_the_astronaut(client, photo):
+    r = client.post("/v1/analyze", json={"image_base64": b64(photo)})
+    assert r.status_code == 200, r.text
+    faces = r.json()["faces"]
+    assert len(faces) == 1
+    x, y, w, h = faces[0]["box"]
+    assert 150 < x + w / 2 < 320 and 40 < y + h / 2 < 200  # her face, not the flag or the suit
+    scores = faces[0]["attributes"]
+    assert len(scores) == 40 and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores["Male"] < 0.5  # a woman
+    assert scores["Eyeglasses"] < 0.5
+
+
+def test_edit_returns_full_resolution_photo_changed_only_near_the_face(client, photo, astronaut):
+    r = edit_json(client, photo, {"Smiling": 1.0, "Eyeglasses": 1.0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out = decode(base64.b64decode(body["image_base64"]))
+    assert out.shape == astronaut.shape and (body["width"], body["height"]) == (512, 512)
+    changed = np.any(out != astronaut, axis=2)
+    assert changed.any(), "the edit changed nothing"
+    x, y, w, h = body["faces"][0]["box"]
+    ys, xs = np.nonzero(changed)
+    # Every changed pixel lies in a generous neighbourhood of the detected face.
+    assert xs.min() >= x - w and xs.max() <= x + 2 * w and ys.min() >= y - h and ys.max() <= y + 2 * h
+    face = body["faces"][0]
+    assert face["attributes_after"]["Eyeglasses"] > face["attributes_before"]["Eyeglasses"]
+    assert body["model"]["version"]
+
+
+def test_strength_zero_returns_the_photo_unchanged(client, photo, astronaut):
+    body = edit_json(client, photo, {"smile": 1.0}, strength=0.0).json()
+    assert np.array_equal(decode(base64.b64decode(body["image_base64"])), astronaut)
+
+
+def test_edit_is_deterministic_and_image_bytes_by_default(client, photo):
+    req = {"image_base64": b64(photo), "edits": {"blond": 1.0}}
+    a, b = client.post("/v1/edit", json=req), client.post("/v1/edit", json=req)
+    assert a.headers["content-type"] == "image/png" and a.content == b.content
+    jpeg = client.post("/v1/edit", json=req, headers={"Accept": "image/jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).size == (512, 512)
+
+
+def test_multipart_upload_matches_json(client, photo):
+    form = client.post("/v1/edit", files={"image": ("a.png", photo, "image/png")},
+                       data={"edits": json.dumps({"blond": 1.0})})
+    assert form.status_code == 200, form.text
+    assert form.content == client.post("/v1/edit", json={"image_base64": b64(photo), "edits": {"blond": 1.0}}).content
+
+
+def test_json_without_content_type_is_accepted(client, photo):
+    r = client.post("/v1/analyze", content=json.dumps({"image_base64": b64(photo)}).encode(),
+                    headers={"Content-Type": ""})
+    assert r.status_code == 200, r.text
+
+
+def test_face_selection(client, photo):
+    assert edit_json(client, photo, {"smile": 1.0}, face="all").status_code == 200
+    assert edit_json(client, photo, {"smile": 1.0}, face=0).status_code == 200
+    r = edit_json(client, photo, {"smile": 1.0}, face=3)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "face_index_out_of_range"
+
+
+def test_delta_edits_and_aliases(client, photo):
+    r = edit_json(client, photo, {"age": "+0.5", "beard": 1.0})
+    assert r.status_code == 200, r.text
+    bad = edit_json(client, photo, {"age": "0.5x"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+# ---- the model's own faces ------------------------------------------------------------------------------------
+def test_generate_is_seeded_and_sized(client):
+    req = {"attributes": {"smile": 1.0}, "count": 3, "seed": 5, "size": 128}
+    a = client.post("/v1/generate", json=req)
+    assert a.status_code == 200 and a.headers["content-type"] == "image/png"
+    assert decode(a.content).shape == (128, 128 * 3, 3)
+    assert a.content == client.post("/v1/generate", json=req).content
+    other = client.post("/v1/generate", json={**req, "seed": 6})
+    assert other.content != a.content
+    js = client.post("/v1/generate", json={**req, "response": "json"}).json()
+    assert len(js["images_base64"]) == 3
+
+
+def test_generated_face_pasted_into_a_scene_is_found_and_edited(client):
+    face = decode(client.post("/v1/generate", json={"seed": 3, "size": 192}).content)
+    rng = np.random.default_rng(0)
+    scene = rng.integers(90, 160, size=(480, 640, 3), dtype=np.uint8)
+    scene[150:342, 300:492] = face
+    r = edit_json(client, png_bytes(scene), {"glasses": 1.0})
+    assert r.status_code == 200, r.text
+    x, y, w, h = r.json()["faces"][0]["box"]
+    assert 300 <= x + w / 2 <= 492 and 150 <= y + h / 2 <= 342
+
+
+def test_interpolate_one_photo_between_two_settings(client, photo):
+    r = client.post("/v1/interpolate", json={"image_base64": b64(photo), "end": {"old": 1.0}, "frames": 4,
+                                             "max_side": 256})
+    assert r.status_code == 200, r.text
+    gif = Image.open(io.BytesIO(r.content))
+    assert r.headers["content-type"] == "image/gif" and gif.n_frames == 4 and gif.size == (256, 256)
+
+
+def test_interpolate_two_photos(client, photo, astronaut):
+    other = png_bytes(np.ascontiguousarray(astronaut[:, ::-1]))
+    r = client.post("/v1/interpolate", json={"image_base64": b64(photo), "image2_base64": b64(other), "frames": 3,
+                                             "size": 96, "format": "png"})
+    assert r.status_code == 200, r.text
+    assert decode(r.content).shape == (96, 96 * 3, 3)
+
+
+# ---- every error is JSON with a code -------------------------------------------------------------------------
+def error(r, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert body["code"] == code and body["message"]
+    return body
+
+
+def test_no_face(client):
+    from skimage import data
+
+    error(edit_json(client, png_bytes(data.coffee()), {"smile": 1.0}), 422, "no_face")
+    blank = np.full((300, 300, 3), 200, np.uint8)
+    error(client.post("/v1/analyze", json={"image_base64": b64(png_bytes(blank))}), 422, "no_face")
+
+
+def test_not_an_image(client):
+    error(edit_json(client, b"just some text", {"smile": 1.0}), 415, "unsupported_image")
+    error(client.post("/v1/edit", files={"image": ("a.pdf", b"%PDF-1.4 ...", "application/pdf")},
+                      data={"edits": "{\"smile\": 1}"}), 415, "unsupported_image")
+    error(client.post("/v1/edit", content=b"abc", headers={"Content-Type": "application/xml"}),
+          415, "unsupported_media_type")
+
+
+@pytest.fixture
+def small_upload_limit(monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_BYTES", "1000")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_upload_too_large(client, photo, small_upload_limit):
+    error(edit_json(client, photo, {"smile": 1.0}), 413, "payload_too_large")
+    error(client.post("/v1/edit", files={"image": ("a.png", photo, "image/png")}, data={"edits": "{\"smile\": 1}"}),
+          413, "payload_too_large")
+
+
+def test_too_many_pixels(client):
+    huge = io.BytesIO()
+    Image.new("L", (9000, 5000), 100).save(huge, "PNG")
+    error(client.post("/v1/analyze", json={"image_base64": b64(huge.getvalue())}), 413, "image_too_large")
+
+
+def test_unknown_attribute_lists_valid_names(client, photo):
+    body = error(edit_json(client, photo, {"wings": 1.0}), 422, "unknown_attribute")
+    assert "Smiling" in body["valid"] and "smile" in body["aliases"]
+    body = error(edit_json(client, photo, {"Attractive": 1.0}), 422, "unknown_attribute")
+
+
+@pytest.mark.parametrize("bad", [{"strength": 5.0}, {"strength": -1}, {"edits": {"smile": 1.5}},
+                                 {"edits": {}}, {"face": "biggest"}, {"format": "bmp"}, {"colour": "red"}])
+def test_invalid_fields(client, photo, bad):
+    req = {"image_base64": b64(photo), "edits": {"smile": 1.0}, **bad}
+    error(client.post("/v1/edit", json=req), 422, "invalid_request")
+
+
+def test_malformed_requests(client):
+    error(client.post("/v1/edit", content=b"{not json", headers={"Content-Type": "application/json"}),
+          422, "invalid_request")
+    error(client.post("/v1/edit", json={"edits": {"smile": 1.0}}), 422, "invalid_request")  # no image
+    error(client.post("/v1/edit", json={"image_base64": "@@@not base64@@@", "edits": {"smile": 1}}),
+          422, "invalid_request")
+    error(client.post("/v1/edit", json=[1, 2, 3]), 422, "invalid_request")
+    error(client.post("/v1/generate", json={"count": 1000}), 422, "invalid_request")
+    error(client.get("/v1/nothing"), 404, "not_found")
+    error(client.get("/v1/edit"), 405, "method_not_allowed")
