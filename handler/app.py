@@ -16,7 +16,7 @@ from handler.artifact import load_model
 from handler.attributes import NOT_EDITABLE
 from handler.config import get_settings
 from handler.editor import MAX_STRENGTH, Editor
-from handler.errors import ApiError, InvalidRequest, NotAcceptable
+from handler.errors import ApiError, InvalidRequest, NotAcceptable, ResultTooLarge
 from handler.imaging import DecodedImage, decode_image, encode_animation, encode_image, fit_within, strip
 from handler.observability import logger, metrics
 from handler.requests import read_request
@@ -91,16 +91,30 @@ def wants_json(response_field: str | None, accept: str) -> bool:
     return "application/json" in accept and "image/" not in accept
 
 
-def output_format(format_field: str | None, accept: str, source_format: str) -> str:
+def output_format(format_field: str | None, accept: str, source_format: str) -> tuple[str, bool]:
+    """-> (format, whether the caller chose it) from the `format` field, else Accept, else the input's format."""
     if format_field:
-        return format_field
+        return format_field, True
+    accept = accept.lower()
     for fmt in ("png", "jpeg", "webp"):
-        if f"image/{fmt}" in accept.lower():
-            return fmt
-    if accept and "image/*" not in accept and "*/*" not in accept and "application/json" not in accept \
-            and "image/" in accept:
+        if f"image/{fmt}" in accept:
+            return fmt, True
+    if "image/" in accept and not any(w in accept for w in ("image/*", "*/*", "application/json")):
         raise NotAcceptable(f"cannot produce {accept}", supported=["image/png", "image/jpeg", "image/webp"])
-    return source_format if source_format in ("png", "jpeg", "webp") else "png"
+    return (source_format if source_format in ("png", "jpeg", "webp") else "png"), False
+
+
+def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None) -> tuple[bytes, str]:
+    """Encode within the response limit. A large photo whose format the caller did not choose falls back from
+    lossless PNG to JPEG; anything still too large is refused with advice rather than failing in Lambda."""
+    limit = get_settings().max_response_bytes
+    data, content_type = encode_image(rgb, fmt, alpha=alpha)
+    if len(data) > limit and not chosen and fmt != "jpeg":
+        data, content_type = encode_image(rgb, "jpeg", quality=90)
+    if len(data) > limit:
+        raise ResultTooLarge(f"the result is {len(data)} bytes as {fmt}; responses are limited to {limit}. "
+                             "Ask for format jpeg or webp, or send a smaller photo", limit_bytes=limit)
+    return data, content_type
 
 
 def b64(data: bytes) -> str:
@@ -146,7 +160,6 @@ async def analyze(request: Request, editor: EditorDep) -> AnalyzeResponse:
     _, images = await read_request(request, AnalyzeRequest, max_image_bytes=get_settings().max_image_bytes)
     image = require_image(images)
     faces = await run_in_threadpool(editor.analyze, image.rgb)
-    metrics.add_metric(name="FacesFound", unit="Count", value=len(faces))
     return AnalyzeResponse(faces=[FaceAttributes(index=f.index, box=list(f.face.box), attributes=f.before)
                                   for f in faces], model=model_info(editor))
 
@@ -159,13 +172,13 @@ async def edit(request: Request, editor: EditorDep) -> Response:
     planned = editor.plan(body.edits)  # refuse unknown attributes before decoding anything
     image = require_image(images)
     accept = request.headers.get("accept", "")
-    fmt = output_format(body.format, accept, image.source_format)
+    fmt, chosen = output_format(body.format, accept, image.source_format)
     started = time.perf_counter()
     edited, faces = await run_in_threadpool(editor.edit, image.rgb, planned, which=body.face,
                                             strength=body.strength)
     metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
     metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
-    data, content_type = encode_image(edited, fmt, alpha=image.alpha)
+    data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha)
     if not wants_json(body.response, accept):
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})
@@ -185,10 +198,10 @@ async def generate(request: Request, editor: EditorDep) -> Response:
     faces = await run_in_threadpool(editor.generate, editor.plan(body.attributes), count=body.count, seed=body.seed,
                                     size=body.size)
     if wants_json(body.response, request.headers.get("accept", "")):
-        encoded = [encode_image(f, body.format) for f in faces]
+        encoded = [encode_result(f, body.format, chosen=True) for f in faces]
         return JSONResponse(GenerateResponse(images_base64=[b64(d) for d, _ in encoded], content_type=encoded[0][1],
                                              seed=body.seed, model=model_info(editor)).model_dump())
-    data, content_type = encode_image(strip(faces), body.format)
+    data, content_type = encode_result(strip(faces), body.format, chosen=True)
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})
 
 
@@ -214,9 +227,13 @@ async def interpolate(request: Request, editor: EditorDep) -> Response:
         frames = await run_in_threadpool(editor.interpolate_attributes, photo, plan_start, plan_end,
                                          frames=body.frames, which=body.face, strength=body.strength)
     if body.format == "png":
-        data, content_type = encode_image(strip(frames), "png")
+        data, content_type = encode_result(strip(frames), "png", chosen=True)
     else:
         data, content_type = encode_animation(frames, body.format, duration_ms=body.duration_ms)
+        if len(data) > settings.max_response_bytes:
+            raise ResultTooLarge(f"the animation is {len(data)} bytes; responses are limited to "
+                                 f"{settings.max_response_bytes}. Use fewer frames or a smaller max_side/size",
+                                 limit_bytes=settings.max_response_bytes)
     if wants_json(body.response, request.headers.get("accept", "")):
         return JSONResponse(InterpolateResponse(image_base64=b64(data), content_type=content_type,
                                                 frames=len(frames), model=model_info(editor)).model_dump())

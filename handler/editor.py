@@ -2,7 +2,7 @@
 find faces -> preprocess (align to the model's crop) -> encode -> plan the edit -> decode -> postprocess
 (residual D(mu, a') - D(mu, a) added to the original pixels through a soft mask)."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from handler.artifact import LoadedModel
 from handler.attributes import AttributeCatalog
 from handler.errors import FaceIndexOutOfRange, InvalidRequest, NoFaceFound
 from handler.imaging import resize_square
-from handler.observability import tracer
+from handler.observability import metrics, tracer
 
 MAX_STRENGTH = 3.0
 CONDITION_LIMIT = 3.0  # |decoder condition| cap; training saw -1 / +1, strength > 1 extrapolates beyond
@@ -73,6 +73,7 @@ class Editor:
     @tracer.capture_method
     def find_faces(self, rgb: np.ndarray) -> list[face_ops.DetectedFace]:
         found = face_ops.detect_faces(rgb, crop_size=self.size, max_faces=self.max_faces)
+        metrics.add_metric(name="FacesFound", unit="Count", value=len(found))
         if not found:
             raise NoFaceFound("no face was found in the image; send a photo with a clearly visible, roughly "
                               "frontal face at least about 40 pixels wide")
@@ -210,8 +211,7 @@ class Editor:
         _, y = self.preprocess(rgb_b, [fb])
         enc = self.encode(torch.cat([x, y]))
         recon = self.decode(enc.mu, enc.probs)
-        scale = size / self.size
-        sharp = [face_ops.warp_to_crop(img, replace(f, matrix=f.matrix * scale, crop_size=size)).astype(np.float32)
+        sharp = [face_ops.warp_to_crop(img, face_ops.with_crop_size(f, size)).astype(np.float32)
                  for img, f in ((rgb_a, fa), (rgb_b, fb))]
         detail = [s - _upsample(r, size) for s, r in zip(sharp, to_pixels(recon))]
         ts = torch.linspace(0.0, 1.0, frames)[:, None]

@@ -45,6 +45,11 @@ class ImageTooLarge(ApiError):
     code = "image_too_large"
 
 
+class ResultTooLarge(ApiError):
+    status_code = 413
+    code = "result_too_large"
+
+
 class UnknownAttribute(ApiError):
     status_code = 422
     code = "unknown_attribute"

@@ -50,3 +50,13 @@ def test_event(lambda_handler, name, status):
     from handler.observability import logger
 
     assert logger.get_correlation_id() == event["requestContext"]["requestId"]
+
+
+def test_docs_behind_the_stage_prefix_point_at_the_stage(lambda_handler):
+    from make_events import event
+
+    ev = event("GET", "/docs")
+    ev["requestContext"]["path"] = "/prod/docs"
+    response = lambda_handler(ev, LocalContext())
+    assert response["statusCode"] == 200
+    assert "/prod/openapi.json" in response["body"]
