@@ -26,8 +26,11 @@ class StagePrefix:
         event = scope.get("aws.event") or {}
         public_path = (event.get("requestContext") or {}).get("path") or ""
         path = event.get("path") or ""
-        if path and public_path.endswith(path) and public_path != path:
-            scope = {**scope, "root_path": public_path[: -len(path)]}
+        if scope["type"] == "http" and path and public_path.endswith(path) and public_path != path:
+            # ASGI: `path` includes `root_path`; Starlette strips the prefix again when routing.
+            prefix = public_path[: -len(path)]
+            scope = {**scope, "root_path": prefix, "path": prefix + scope["path"],
+                     "raw_path": (prefix + scope["path"]).encode()}
         await self.app(scope, receive, send)
 
 

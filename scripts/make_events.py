@@ -47,7 +47,7 @@ def event(method: str, path: str, *, body: bytes | str | None = None, content_ty
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
         "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/v1{path}", "stage": "v1",
+        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/prod{path}", "stage": "prod",
                            "requestId": request_id, "accountId": "000000000000", "apiId": "abc123",
                            "requestTimeEpoch": 1764000000000, "protocol": "HTTP/1.1",
                            "identity": {"sourceIp": "203.0.113.7", "apiKey": "local-test-key",

@@ -52,11 +52,15 @@ def test_event(lambda_handler, name, status):
     assert logger.get_correlation_id() == event["requestContext"]["requestId"]
 
 
-def test_docs_behind_the_stage_prefix_point_at_the_stage(lambda_handler):
+@pytest.mark.parametrize("stage", ["prod", "v1"])
+def test_docs_behind_the_stage_prefix_point_at_the_stage(lambda_handler, stage):
     from make_events import event
 
     ev = event("GET", "/docs")
-    ev["requestContext"]["path"] = "/prod/docs"
+    ev["requestContext"]["path"] = f"/{stage}/docs"
     response = lambda_handler(ev, LocalContext())
     assert response["statusCode"] == 200
-    assert "/prod/openapi.json" in response["body"]
+    assert f"/{stage}/openapi.json" in response["body"]
+    ev = event("GET", "/v1/attributes")
+    ev["requestContext"]["path"] = f"/{stage}/v1/attributes"
+    assert lambda_handler(ev, LocalContext())["statusCode"] == 200
