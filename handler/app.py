@@ -55,8 +55,7 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-    return JSONResponse(InvalidRequest("invalid request", problems=problems).body(), status_code=422)
+    return JSONResponse(InvalidRequest.from_validation(exc.errors()).body(), status_code=422)
 
 
 @app.exception_handler(StarletteHTTPException)

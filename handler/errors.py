@@ -59,6 +59,13 @@ class InvalidRequest(ApiError):
     status_code = 422
     code = "invalid_request"
 
+    @classmethod
+    def from_validation(cls, errors: list[dict]) -> "InvalidRequest":
+        """From pydantic's errors(): every problem listed, the first one in the message."""
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in errors]
+        first = problems[0] if problems else {"field": "body", "problem": "invalid"}
+        return cls(f"invalid request: {first['field']}: {first['problem']}", problems=problems)
+
 
 class NotAcceptable(ApiError):
     status_code = 406

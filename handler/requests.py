@@ -18,12 +18,6 @@ IMAGE_FIELDS = {"image": "image_base64", "image2": "image2_base64"}
 BASE64_OVERHEAD = 4 / 3
 
 
-def _validation_error(exc: ValidationError) -> InvalidRequest:
-    problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-    first = problems[0]
-    return InvalidRequest(f"invalid request: {first['field']}: {first['problem']}", problems=problems)
-
-
 def decode_base64(text: str, field: str) -> bytes:
     if text.startswith("data:"):  # data:image/png;base64,....
         text = text.partition(",")[2]
@@ -68,7 +62,7 @@ async def read_request(request: Request, schema: type[T], *, max_image_bytes: in
     try:
         body = schema.model_validate(fields)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise InvalidRequest.from_validation(exc.errors()) from None
     for file_field, b64_field in IMAGE_FIELDS.items():
         text = getattr(body, b64_field, None)
         if text and file_field in images:

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model.attributes import CELEBA_ATTRIBUTES  # noqa: E402
-from model.data import CELEBA_CROP, load_split  # noqa: E402
+import numpy as np  # noqa: E402
+
+from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations  # noqa: E402
 from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
 from model.export import export_torchscript, load_checkpoint  # noqa: E402
 
@@ -33,6 +35,10 @@ test = load_split(args.data_dir, "test", size=size, cache_dir=args.cache_dir, li
 metrics = reconstruction_and_attribute_metrics(model, test)
 per_attr = metrics.pop("attribute_accuracy")
 settings = ckpt["settings"]
+labels, partition = read_annotations(Path(args.data_dir))
+train_labels = np.stack([labels[n] for n, s in partition.items() if s == SPLITS["train"]])
+# /v1/generate sets attributes the caller leaves out to how often they occur in the training faces.
+prevalence = {a: round(float(p), 4) for a, p in zip(CELEBA_ATTRIBUTES, train_labels.mean(0))}
 train_seconds = ckpt["train_seconds"]
 version = args.version or f"cvae{size}-{dt.date.today():%Y%m%d}-s{ckpt['step']}"
 
@@ -43,6 +49,7 @@ card = {
     "attributes": list(CELEBA_ATTRIBUTES),
     "resolution": size,
     "latent_dim": model.config.latent_dim,
+    "attribute_prevalence": prevalence,
     "config": model.config.to_dict(),
     # The crop the model was trained on, and where the landmarks sit in it (fractions of the crop side).
     "crop": {**CELEBA_CROP, "source": "CelebA img_align_celeba",

@@ -228,3 +228,44 @@ def test_malformed_requests(client):
     error(client.post("/v1/generate", json={"count": 1000}), 422, "invalid_request")
     error(client.get("/v1/nothing"), 404, "not_found")
     error(client.get("/v1/edit"), 405, "method_not_allowed")
+
+
+# ---- photos as they arrive in the wild ------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (10, 3000), (3000, 10), (7, 7)])
+def test_tiny_and_odd_images_are_a_clean_no_face(client, shape):
+    img = np.full((*shape, 3), 128, np.uint8)
+    error(client.post("/v1/analyze", json={"image_base64": b64(png_bytes(img))}), 422, "no_face")
+
+
+def test_grayscale_palette_and_transparent_photos(client, astronaut):
+    for mode in ("L", "P", "RGBA"):
+        buf = io.BytesIO()
+        Image.fromarray(astronaut).convert(mode).save(buf, "PNG")
+        r = edit_json(client, buf.getvalue(), {"smile": 1.0})
+        assert r.status_code == 200, (mode, r.text)
+        out = Image.open(io.BytesIO(base64.b64decode(r.json()["image_base64"])))
+        assert out.size == (512, 512) and out.mode == ("RGBA" if mode == "RGBA" else "RGB")
+
+
+def test_exif_rotated_phone_photo(client, astronaut):
+    """A phone stores the sensor's landscape pixels plus an orientation tag; the face is only upright after
+    applying it, and the result comes back upright."""
+    stored = Image.fromarray(astronaut).transpose(Image.Transpose.ROTATE_90)  # what the sensor wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to view
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=95, exif=exif)
+    r = edit_json(client, buf.getvalue(), {"smile": 1.0})
+    assert r.status_code == 200, r.text
+    x, y, w, h = r.json()["faces"][0]["box"]
+    assert 150 < x + w / 2 < 320 and 40 < y + h / 2 < 200
+
+
+def test_large_photo_keeps_its_size(client, astronaut):
+    big = np.asarray(Image.fromarray(astronaut).resize((2400, 2400), Image.Resampling.BICUBIC))
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, "JPEG", quality=90)
+    r = client.post("/v1/edit", json={"image_base64": b64(buf.getvalue()), "edits": {"glasses": 1.0}})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"  # the input's format
+    assert Image.open(io.BytesIO(r.content)).size == (2400, 2400)
