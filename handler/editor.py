@@ -65,6 +65,8 @@ class Editor:
         self.size = model.resolution
         self.catalog = AttributeCatalog(model.attributes)
         self.max_faces = max_faces
+        # Scales every requested change: calibrated at export so that strength 1 gives a visible edit.
+        self.edit_gain = float(model.card.get("edit_gain", 1.0))
         prevalence = model.card.get("attribute_prevalence")
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
@@ -122,16 +124,16 @@ class Editor:
             planned.append(PlannedEdit(index=attr.index, value=value, is_delta=is_delta))
         return planned
 
-    @staticmethod
-    def apply(probs: Tensor, planned: list[PlannedEdit], strength: float) -> Tensor:
-        """a' = a + strength * (target - a) for targets, a + strength * delta for changes."""
+    def apply(self, probs: Tensor, planned: list[PlannedEdit], strength: float) -> Tensor:
+        """a' = a + g * strength * (target - a) for targets, a + g * strength * delta for changes, with g the
+        model card's edit gain."""
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise InvalidRequest(f"strength must be in [0, {MAX_STRENGTH}], got {strength}",
                                  valid_range=[0.0, MAX_STRENGTH])
         edited = probs.clone()
         for p in planned:
             change = p.value if p.is_delta else p.value - probs[:, p.index]
-            edited[:, p.index] = probs[:, p.index] + strength * change
+            edited[:, p.index] = probs[:, p.index] + self.edit_gain * strength * change
         return edited
 
     @tracer.capture_method

@@ -59,3 +59,27 @@ def reconstruction_and_attribute_metrics(model: CVAE, split: CelebASplit, batch_
     }
 
 
+
+
+@torch.inference_mode()
+def edit_flip_rate(model: CVAE, split: CelebASplit, attribute_indices: list[int], gain: float,
+                   batch_size: int = 256) -> dict[int, float]:
+    """Share of single-attribute edits that the model's own attribute head sees flipped, measured on the residual
+    edit the service applies (x + D(mu, a') - D(mu, a)), with a = the head's prediction and
+    a' = a + gain * (target - a). Used to calibrate the service's edit gain; the independent judge of the
+    AttGAN/STGAN protocol is a separate, stricter measurement."""
+    model.eval()
+    hits = {i: 0 for i in attribute_indices}
+    for start in range(0, len(split), batch_size):
+        x = to_tensor_batch(split.images[start:start + batch_size])
+        mu, _, logits = model.encode(x)
+        probs = torch.sigmoid(logits)
+        base = model.decode(mu, labels_to_condition(probs))
+        for i in attribute_indices:
+            present = probs[:, i] > 0.5
+            edited = probs.clone()
+            edited[:, i] = probs[:, i] + gain * ((~present).float() - probs[:, i])
+            out = (x + model.decode(mu, labels_to_condition(edited).clamp(-3, 3)) - base).clamp(-1, 1)
+            _, _, new_logits = model.encode(out)
+            hits[i] += int(((new_logits[:, i] > 0) != present).sum())
+    return {i: h / len(split) for i, h in hits.items()}

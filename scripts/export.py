@@ -13,11 +13,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.attributes import CELEBA_ATTRIBUTES  # noqa: E402
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations  # noqa: E402
-from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
+from model.evaluate import edit_flip_rate, reconstruction_and_attribute_metrics  # noqa: E402
 from model.export import export_torchscript, load_checkpoint  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,6 +26,11 @@ parser.add_argument("--out-dir", default=str(ROOT / "layers" / "model"), help="w
 parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
 parser.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="decoded image cache")
 parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+parser.add_argument("--gains", default="1,1.5,2,2.5,3", help="edit gains to try (see --target-flip-rate)")
+parser.add_argument("--target-flip-rate", type=float, default=0.8,
+                    help="pick the smallest gain whose single-attribute edits flip the model's own prediction this "
+                         "often (or, if none does, the gain where the rate stops rising)")
+parser.add_argument("--calibration-images", type=int, default=512, help="validation images for the gain")
 parser.add_argument("--version", help="model version string (default: date and training steps)")
 args = parser.parse_args()
 
@@ -35,6 +40,21 @@ test = load_split(args.data_dir, "test", size=size, cache_dir=args.cache_dir, li
 metrics = reconstruction_and_attribute_metrics(model, test)
 per_attr = metrics.pop("attribute_accuracy")
 settings = ckpt["settings"]
+
+# Edit gain: the decoder under-reacts to its attribute input (the latent still carries some attribute
+# information), so the service scales every requested change by a gain calibrated on the validation split.
+val = load_split(args.data_dir, "val", size=size, cache_dir=args.cache_dir, limit=args.calibration_images)
+indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
+calibration = {}
+for gain in [float(g) for g in args.gains.split(",")]:
+    rates = edit_flip_rate(model, val, indices, gain)
+    calibration[gain] = round(sum(rates.values()) / len(rates), 4)
+    print(f"edit gain {gain}: mean own-head flip rate {calibration[gain]:.3f} over {len(indices)} attributes")
+# The smallest gain reaching the target rate or, when none does, within 0.02 of the best rate (past that knee
+# a larger gain only exaggerates the edits that already work).
+goal = min(args.target_flip_rate, max(calibration.values()) - 0.02)
+edit_gain = next(g for g, r in calibration.items() if r >= goal)
+print(f"edit gain chosen: {edit_gain}")
 labels, partition = read_annotations(Path(args.data_dir))
 train_labels = np.stack([labels[n] for n, s in partition.items() if s == SPLITS["train"]])
 # /v1/generate sets attributes the caller leaves out to how often they occur in the training faces.
@@ -50,6 +70,10 @@ card = {
     "resolution": size,
     "latent_dim": model.config.latent_dim,
     "attribute_prevalence": prevalence,
+    "edit_gain": edit_gain,
+    "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
+                              "target_flip_rate": args.target_flip_rate,
+                              "mean_flip_rate_by_gain": {str(g): r for g, r in calibration.items()}},
     "config": model.config.to_dict(),
     # The crop the model was trained on, and where the landmarks sit in it (fractions of the crop side).
     "crop": {**CELEBA_CROP, "source": "CelebA img_align_celeba",

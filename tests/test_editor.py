@@ -1,0 +1,66 @@
+"""The Editor's stages on a small untrained export: planning edits, applying them, residuals."""
+
+import pytest
+import torch
+
+from handler.artifact import load_model
+from handler.editor import Editor, PlannedEdit
+from handler.errors import InvalidRequest, UnknownAttribute
+from model.attributes import CELEBA_ATTRIBUTES
+from model.cvae import CVAE, CVAEConfig
+from model.export import export_torchscript
+
+SMILING, NO_BEARD = CELEBA_ATTRIBUTES.index("Smiling"), CELEBA_ATTRIBUTES.index("No_Beard")
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory) -> Editor:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model")
+    config = CVAEConfig(latent_dim=8, base_channels=8)
+    export_torchscript(CVAE(config), out, {"version": "tiny", "attributes": list(CELEBA_ATTRIBUTES), "resolution": 64,
+                                           "latent_dim": 8, "edit_gain": 2.0})
+    return Editor(load_model(out))
+
+
+def test_plan_resolves_aliases_inversions_and_deltas(editor):
+    assert editor.plan({"smile": 1.0}) == [PlannedEdit(SMILING, 1.0, False)]
+    assert editor.plan({"Beard": 1.0}) == [PlannedEdit(NO_BEARD, 0.0, False)]  # beard = not No_Beard
+    assert editor.plan({"beard": "+0.5"}) == [PlannedEdit(NO_BEARD, -0.5, True)]
+    assert editor.plan({"mouth open": 0})[0].index == CELEBA_ATTRIBUTES.index("Mouth_Slightly_Open")
+
+
+@pytest.mark.parametrize("edits", [{"smile": 1.2}, {"smile": "0.5"}, {"smile": "+2"}, {"smile": "lots"}])
+def test_plan_refuses_bad_values(editor, edits):
+    with pytest.raises(InvalidRequest):
+        editor.plan(edits)
+
+
+def test_plan_refuses_unknown_and_analyze_only_attributes(editor):
+    for name in ("wings", "Attractive", "Blurry"):
+        with pytest.raises(UnknownAttribute):
+            editor.plan({name: 1.0})
+
+
+def test_apply_scales_changes_by_gain_and_strength(editor):
+    probs = torch.full((1, 40), 0.2)
+    out = editor.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=0.5)
+    assert out[0, SMILING].item() == pytest.approx(0.2 + 2.0 * 0.5 * 0.8)
+    out = editor.apply(probs, [PlannedEdit(SMILING, -0.1, True)], strength=1.0)
+    assert out[0, SMILING].item() == pytest.approx(0.0)
+    assert torch.equal(torch.cat([out[:, :SMILING], out[:, SMILING + 1:]], 1),
+                       torch.cat([probs[:, :SMILING], probs[:, SMILING + 1:]], 1))  # nothing else moves
+    with pytest.raises(InvalidRequest):
+        editor.apply(probs, [], strength=3.5)
+
+
+def test_residual_is_zero_without_a_change(editor):
+    mu, probs = torch.randn(2, 8), torch.rand(2, 40)
+    assert (editor.residuals(mu, probs, probs) == 0).all()
+    assert editor.residuals(mu, probs, editor.apply(probs, editor.plan({"smile": 1.0}), 1.0)).shape == (2, 64, 64, 3)
+
+
+def test_generate_is_seeded(editor):
+    a = editor.generate(editor.plan({"smile": 1.0}), count=2, seed=1, size=64)
+    b = editor.generate(editor.plan({"smile": 1.0}), count=2, seed=1, size=64)
+    assert len(a) == 2 and all((x == y).all() for x, y in zip(a, b))
