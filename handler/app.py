@@ -2,6 +2,7 @@
 
 import base64
 import time
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Annotated
 
@@ -31,9 +32,6 @@ Images go in as JSON `image_base64` or as a multipart file field `image`. Errors
 
 ERRORS = {status: {"model": ErrorResponse} for status in (406, 413, 415, 422)}
 
-app = FastAPI(title="Face Interpolator", version="1.0.0", description=API_DESCRIPTION)
-
-
 @lru_cache(maxsize=1)
 def get_editor() -> Editor:
     """Loaded once per process (a Lambda container's cold start) and shared by every request."""
@@ -41,6 +39,15 @@ def get_editor() -> Editor:
     model = load_model(settings.model_dir)
     logger.info("model loaded", extra={"model_version": model.version, "model_dir": str(settings.model_dir)})
     return Editor(model, max_faces=settings.max_faces, torch_threads=settings.torch_threads)
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI):
+    get_editor()  # under uvicorn: load at start-up, not on the first request (Lambda: handler/main.py does it)
+    yield
+
+
+app = FastAPI(title="Face Interpolator", version="1.0.0", description=API_DESCRIPTION, lifespan=lifespan)
 
 
 EditorDep = Annotated[Editor, Depends(get_editor)]
