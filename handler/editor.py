@@ -51,6 +51,11 @@ def to_model_input(crops: list[np.ndarray]) -> Tensor:
     return x / 127.5 - 1.0
 
 
+def to_residual(difference: Tensor) -> np.ndarray:
+    """A difference of decoded images (B, 3, S, S), [-1, 1] scale -> (B, S, S, 3) float32 in pixel units."""
+    return difference.mul(127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
+
+
 def to_pixels(x: Tensor) -> np.ndarray:
     """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) float32 in pixel units (0..255 scale, unclipped)."""
     return ((x + 1.0) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
@@ -145,7 +150,7 @@ class Editor:
         """D(mu, a') - D(mu, a) for each face, in pixel units: (B, S, S, 3) float32."""
         n = mu.shape[0]
         decoded = self.decode(torch.cat([mu, mu]), torch.cat([before, after]))  # (2B, 3, S, S)
-        return (decoded[n:] - decoded[:n]).mul(127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
+        return to_residual(decoded[n:] - decoded[:n])
 
     @tracer.capture_method
     def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray) -> np.ndarray:
@@ -198,9 +203,10 @@ class Editor:
         enc = self.encode(x)
         a0 = self.apply(enc.probs, plan_start, strength)
         a1 = self.apply(enc.probs, plan_end, strength)
+        base = self.decode(enc.mu, enc.probs)  # D(mu, a), shared by every frame
         out = []
         for t in np.linspace(0.0, 1.0, frames):
-            residuals = self.residuals(enc.mu, enc.probs, a0 + float(t) * (a1 - a0))
+            residuals = to_residual(self.decode(enc.mu, a0 + float(t) * (a1 - a0)) - base)
             out.append(self.postprocess(rgb, faces, residuals))
         return out
 
