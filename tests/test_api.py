@@ -226,6 +226,8 @@ def test_malformed_requests(client):
           422, "invalid_request")
     error(client.post("/v1/edit", json=[1, 2, 3]), 422, "invalid_request")
     error(client.post("/v1/generate", json={"count": 1000}), 422, "invalid_request")
+    error(client.post("/v1/analyze", content=b"x", headers={"Content-Type": "multipart/form-data"}),
+          400, "bad_request")  # no boundary
     error(client.get("/v1/nothing"), 404, "not_found")
     error(client.get("/v1/edit"), 405, "method_not_allowed")
 
