@@ -31,10 +31,17 @@ def peak_rss_mb() -> float:
 
 
 def photo(side: int) -> bytes:
-    """The astronaut portrait scaled to `side` pixels (long side), as a JPEG like a phone would send."""
+    """A 4:3 JPEG `side` pixels wide, like a phone photo: the astronaut portrait scaled to the height and
+    widened with its own edge pixels (512 px: the original square)."""
     from skimage import data
 
-    im = Image.fromarray(data.astronaut()).resize((side, side * 3 // 4 if side > 512 else side), Image.Resampling.LANCZOS)
+    if side <= 512:
+        im = Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.LANCZOS)
+    else:
+        height = side * 3 // 4
+        square = np.asarray(Image.fromarray(data.astronaut()).resize((height, height), Image.Resampling.LANCZOS))
+        pad = (side - height) // 2
+        im = Image.fromarray(np.pad(square, ((0, 0), (pad, side - height - pad), (0, 0)), mode="edge"))
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=90)
     return buf.getvalue()

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 class LocalContext:
     """The parts of the Lambda context object that Powertools reads."""
     function_name: str = "face-interpolator-local"
-    memory_limit_in_mb: int = 3008
+    memory_limit_in_mb: int = 2048
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:face-interpolator-local"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"

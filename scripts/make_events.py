@@ -61,7 +61,7 @@ def json_event(path: str, payload: dict, accept: str = "application/json") -> di
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = "----faceinterpolator" + uuid.uuid4().hex[:12]
+    boundary = "----faceinterpolatorboundary"  # fixed, so regenerating the events changes nothing
     parts = []
     for name, value in fields.items():
         parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
