@@ -271,3 +271,15 @@ def test_large_photo_keeps_its_size(client, astronaut):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg"  # the input's format
     assert Image.open(io.BytesIO(r.content)).size == (2400, 2400)
+
+
+def test_two_faces_all_or_one_by_index(client, astronaut):
+    pair = np.concatenate([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], axis=1)  # (512, 1024, 3)
+    photo = png_bytes(pair)
+    faces = client.post("/v1/analyze", json={"image_base64": b64(photo)}).json()["faces"]
+    assert len(faces) == 2 and {f["box"][0] < 512 for f in faces} == {True, False}
+    both = edit_json(client, photo, {"glasses": 1.0}, face="all").json()
+    assert [f["index"] for f in both["faces"]] == [0, 1]
+    right = 0 if faces[0]["box"][0] >= 512 else 1
+    one = decode(base64.b64decode(edit_json(client, photo, {"glasses": 1.0}, face=right).json()["image_base64"]))
+    assert np.array_equal(one[:, :512], pair[:, :512]) and not np.array_equal(one[:, 512:], pair[:, 512:])
