@@ -110,13 +110,13 @@ def output_format(format_field: str | None, accept: str, source_format: str) -> 
     return (source_format if source_format in ("png", "jpeg", "webp") else "png"), False
 
 
-def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None) -> tuple[bytes, str]:
+def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None, icc_profile: bytes | None = None) -> tuple[bytes, str]:
     """Encode within the response limit. A large photo whose format the caller did not choose falls back from
     lossless PNG to JPEG; anything still too large is refused with advice rather than failing in Lambda."""
     limit = get_settings().max_response_bytes
-    data, content_type = encode_image(rgb, fmt, alpha=alpha)
+    data, content_type = encode_image(rgb, fmt, alpha=alpha, icc_profile=icc_profile)
     if len(data) > limit and not chosen and fmt != "jpeg":
-        data, content_type = encode_image(rgb, "jpeg", quality=90)
+        data, content_type = encode_image(rgb, "jpeg", quality=90, icc_profile=icc_profile)
     if len(data) > limit:
         raise ResultTooLarge(f"the result is {len(data)} bytes as {fmt}; responses are limited to {limit}. "
                              "Ask for format jpeg or webp, or send a smaller photo", limit_bytes=limit)
@@ -184,7 +184,7 @@ async def edit(request: Request, editor: EditorDep) -> Response:
                                             strength=body.strength)
     metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
     metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
-    data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha)
+    data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
     if not wants_json(body.response, accept):
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})

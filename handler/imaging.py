@@ -19,6 +19,7 @@ class DecodedImage:
     rgb: np.ndarray  # (H, W, 3) uint8, EXIF orientation applied
     alpha: np.ndarray | None  # (H, W) uint8 when the input had transparency; re-attached on PNG/WebP output
     source_format: str  # "png", "jpeg", ...
+    icc_profile: bytes | None = None  # colour profile (e.g. Display P3 from phones), written back on output
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
@@ -38,6 +39,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             source_format = im.format.lower()
             im.seek(0)  # first frame of an animation
             im = ImageOps.exif_transpose(im)
+            icc_profile = im.info.get("icc_profile") or None
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grayscale: rescale, not clip
+                values = np.asarray(im, dtype=np.float32)
+                top = 65535.0 if values.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             im = im.convert("RGBA" if has_alpha else "RGB")
             arr = np.asarray(im, dtype=np.uint8)
@@ -49,8 +55,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
     if min(arr.shape[:2]) < 1:
         raise UnsupportedImage("the image has no pixels")
     if has_alpha:
-        return DecodedImage(np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), source_format)
-    return DecodedImage(arr, None, source_format)
+        return DecodedImage(np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), source_format,
+                            icc_profile)
+    return DecodedImage(arr, None, source_format, icc_profile)
 
 
 def normalise_format(fmt: str) -> str:
@@ -60,8 +67,10 @@ def normalise_format(fmt: str) -> str:
     return fmt
 
 
-def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, quality: int = 92) -> tuple[bytes, str]:
-    """-> (bytes, content type). Transparency survives PNG and WebP; JPEG drops it."""
+def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, quality: int = 92,
+                 icc_profile: bytes | None = None) -> tuple[bytes, str]:
+    """-> (bytes, content type). Transparency survives PNG and WebP; JPEG drops it. Metadata (EXIF, GPS) is
+    not copied; the colour profile is, so the photo's colours look the same."""
     pil_format, content_type = OUTPUT_FORMATS[normalise_format(fmt)]
     if alpha is not None and pil_format in ("PNG", "WEBP"):
         im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
@@ -69,6 +78,8 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, 
         im = Image.fromarray(rgb, "RGB")
     buf = io.BytesIO()
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 6}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
     im.save(buf, pil_format, **options)
     return buf.getvalue(), content_type
 

@@ -44,6 +44,25 @@ def test_transparency_survives_png_output():
     assert ctype == "image/png" and Image.open(io.BytesIO(data)).mode == "RGBA"
 
 
+def test_sixteen_bit_grayscale_is_rescaled_not_clipped():
+    im = Image.fromarray(np.full((8, 8), 32768, np.uint16))  # mid-gray at 16 bits
+    out = decode_image(encoded(im), **LIMITS)
+    assert 120 <= out.rgb[0, 0, 0] <= 135
+
+
+def test_colour_profile_is_kept_and_metadata_dropped():
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # camera make: metadata that must not leak into results
+    out = decode_image(encoded(Image.new("RGB", (8, 8)), "JPEG", icc_profile=icc, exif=exif), **LIMITS)
+    assert out.icc_profile == icc
+    data, _ = encode_image(out.rgb, "jpeg", icc_profile=out.icc_profile)
+    result = Image.open(io.BytesIO(data))
+    assert result.info.get("icc_profile") == icc and not result.getexif()
+
+
 def test_limits():
     with pytest.raises(PayloadTooLarge):
         decode_image(b"x" * 101, max_bytes=100, max_pixels=10**6)
