@@ -39,7 +39,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             source_format = im.format.lower()
             im.seek(0)  # first frame of an animation
             im = ImageOps.exif_transpose(im)
-            icc_profile = im.info.get("icc_profile") or None
+            # A profile only describes the output if the pixels stay in its colour space (not CMYK, not gray).
+            icc_profile = (im.info.get("icc_profile") or None) if im.mode in ("RGB", "RGBA") else None
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grayscale: rescale, not clip
                 values = np.asarray(im, dtype=np.float32)
                 top = 65535.0 if values.max() > 255 else 255.0
@@ -47,7 +48,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             im = im.convert("RGBA" if has_alpha else "RGB")
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own guard, far above ours, fires while opening
+        raise ImageTooLarge(f"image has too many pixels; the limit is {max_pixels}", limit_pixels=max_pixels) from exc
+    except UnidentifiedImageError as exc:
         raise UnsupportedImage("the data is not an image in a supported format",
                                supported=sorted(f.lower() for f in INPUT_FORMATS)) from exc
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
