@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from handler import faces as face_ops
-from handler.artifact import LoadedModel
+from handler.artifact import ArtifactError, LoadedModel
 from handler.attributes import AttributeCatalog
 from handler.errors import FaceIndexOutOfRange, InvalidRequest, NoFaceFound
 from handler.imaging import resize_square
@@ -65,6 +65,10 @@ class Editor:
     def __init__(self, model: LoadedModel, *, max_faces: int = 8, torch_threads: int = 0):
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
+        crop_box = tuple(model.card.get("crop", {}).get("box_ltrb", ()))
+        if crop_box != face_ops.CELEBA_CROP_BOX:
+            raise ArtifactError(f"model {model.version} was trained on crop {crop_box}; face alignment is "
+                                f"calibrated for {face_ops.CELEBA_CROP_BOX}")
         self.model = model
         self.module = model.module
         self.size = model.resolution

@@ -19,8 +19,17 @@ def editor(tmp_path_factory) -> Editor:
     out = tmp_path_factory.mktemp("model")
     config = CVAEConfig(latent_dim=8, base_channels=8)
     export_torchscript(CVAE(config), out, {"version": "tiny", "attributes": list(CELEBA_ATTRIBUTES), "resolution": 64,
-                                           "latent_dim": 8, "edit_gain": 2.0})
+                                           "latent_dim": 8, "edit_gain": 2.0, "crop": {"box_ltrb": [0, 20, 178, 198]}})
     return Editor(load_model(out))
+
+
+def test_a_model_trained_on_another_crop_is_refused(editor):
+    from dataclasses import replace
+
+    from handler.artifact import ArtifactError
+
+    with pytest.raises(ArtifactError):
+        Editor(replace(editor.model, card={**editor.model.card, "crop": {"box_ltrb": [0, 0, 178, 218]}}))
 
 
 def test_plan_resolves_aliases_inversions_and_deltas(editor):
