@@ -110,16 +110,21 @@ def output_format(format_field: str | None, accept: str, source_format: str) -> 
     return (source_format if source_format in ("png", "jpeg", "webp") else "png"), False
 
 
+def check_response_size(data: bytes, what: str, advice: str) -> None:
+    """Refuse, with advice, a result larger than Lambda can return (rather than failing inside Lambda)."""
+    limit = get_settings().max_response_bytes
+    if len(data) > limit:
+        raise ResultTooLarge(f"{what} is {len(data)} bytes; responses are limited to {limit}. {advice}",
+                             limit_bytes=limit)
+
+
 def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None, icc_profile: bytes | None = None) -> tuple[bytes, str]:
     """Encode within the response limit. A large photo whose format the caller did not choose falls back from
-    lossless PNG to JPEG; anything still too large is refused with advice rather than failing in Lambda."""
-    limit = get_settings().max_response_bytes
+    lossless PNG to JPEG; anything still too large is refused."""
     data, content_type = encode_image(rgb, fmt, alpha=alpha, icc_profile=icc_profile)
-    if len(data) > limit and not chosen and fmt != "jpeg":
+    if len(data) > get_settings().max_response_bytes and not chosen and fmt != "jpeg":
         data, content_type = encode_image(rgb, "jpeg", quality=90, icc_profile=icc_profile)
-    if len(data) > limit:
-        raise ResultTooLarge(f"the result is {len(data)} bytes as {fmt}; responses are limited to {limit}. "
-                             "Ask for format jpeg or webp, or send a smaller photo", limit_bytes=limit)
+    check_response_size(data, f"the result as {fmt}", "Ask for format jpeg or webp, or send a smaller photo")
     return data, content_type
 
 
@@ -236,10 +241,7 @@ async def interpolate(request: Request, editor: EditorDep) -> Response:
         data, content_type = encode_result(strip(frames), "png", chosen=True)
     else:
         data, content_type = encode_animation(frames, body.format, duration_ms=body.duration_ms)
-        if len(data) > settings.max_response_bytes:
-            raise ResultTooLarge(f"the animation is {len(data)} bytes; responses are limited to "
-                                 f"{settings.max_response_bytes}. Use fewer frames or a smaller max_side/size",
-                                 limit_bytes=settings.max_response_bytes)
+        check_response_size(data, "the animation", "Use fewer frames or a smaller max_side/size")
     if wants_json(body.response, request.headers.get("accept", "")):
         return JSONResponse(InterpolateResponse(image_base64=b64(data), content_type=content_type,
                                                 frames=len(frames), model=model_info(editor)).model_dump())

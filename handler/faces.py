@@ -33,10 +33,10 @@ logger = logging.getLogger(__name__)
 # crop. scripts/calibrate_faces.py checks them against the darkest points of the mean train face
 # ((0.387, 0.510) and (0.617, 0.510) over 300 images) and against the Haar eyes (HAAR_EYES below).
 CELEBA_EYES = ((0.3877, 0.5112), (0.6011, 0.5112))
+CELEBA_MOUTH = ((0.4045, 0.7416), (0.5899, 0.7416))
 # The crop those landmarks and the calibrated detector template describe: box (left, top, right, bottom) of
 # the official 178x218 aligned CelebA image. A model trained on another crop needs a new calibration.
 CELEBA_CROP_BOX = (0, 20, 178, 198)
-CELEBA_MOUTH = ((0.4045, 0.7416), (0.5899, 0.7416))
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,11 @@ def reconstruction_and_attribute_metrics(model: CVAE, split: CelebASplit, batch_
 
 
 
+# The service caps the decoder's condition at this magnitude (CONDITION_LIMIT in handler/editor.py, which cannot
+# import model/); calibration must apply the same cap to measure what the service does.
+SERVICE_CONDITION_LIMIT = 3.0
+
+
 @torch.inference_mode()
 def edit_flip_rate(model: CVAE, split: CelebASplit, attribute_indices: list[int], gain: float,
                    batch_size: int = 256) -> dict[int, float]:
@@ -79,7 +84,7 @@ def edit_flip_rate(model: CVAE, split: CelebASplit, attribute_indices: list[int]
             present = probs[:, i] > 0.5
             edited = probs.clone()
             edited[:, i] = probs[:, i] + gain * ((~present).float() - probs[:, i])
-            out = (x + model.decode(mu, labels_to_condition(edited).clamp(-3, 3)) - base).clamp(-1, 1)
+            out = (x + model.decode(mu, labels_to_condition(edited).clamp(-SERVICE_CONDITION_LIMIT, SERVICE_CONDITION_LIMIT)) - base).clamp(-1, 1)
             _, _, new_logits = model.encode(out)
             hits[i] += int(((new_logits[:, i] > 0) != present).sum())
     return {i: h / len(split) for i, h in hits.items()}

@@ -13,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 import numpy as np  # noqa: E402
 
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations  # noqa: E402
 from model.evaluate import edit_flip_rate, reconstruction_and_attribute_metrics  # noqa: E402
 from model.export import export_torchscript, load_checkpoint  # noqa: E402
