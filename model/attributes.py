@@ -16,3 +16,7 @@ EDIT_EVAL_ATTRIBUTES: tuple[str, ...] = (
     "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses",
     "Male", "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young",
 )
+
+# Predicted but never edited: "Attractive" is a judgement, not a feature of a face, and "Blurry" describes the
+# photo (handler/attributes.py holds the service's copy).
+NOT_EDITABLE: frozenset[str] = frozenset({"Attractive", "Blurry"})

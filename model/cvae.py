@@ -47,8 +47,14 @@ class Encoder(nn.Module):
         return self.to_mu(h), self.to_logvar(h), self.attr_head(h)
 
 
+def _with_attrs(h: Tensor, attrs: Tensor) -> Tensor:
+    """Feature map with the attributes appended as constant channels."""
+    return torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
+
+
 class Decoder(nn.Module):
-    """Attributes enter at the input and again, tiled, at the 4x4 and 8x8 stages so they cannot be ignored."""
+    """Attributes enter at the input and again, tiled, before every upsampling stage, so that coarse edits (face
+    shape, hair colour) and fine ones (glasses, moustache) can both be driven by them."""
 
     def __init__(self, config: CVAEConfig):
         super().__init__()
@@ -59,16 +65,30 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(config.latent_dim + n_attr, self.top_channels * self.start**2)
         self.up1 = _up(8 * c + n_attr, 4 * c)
         self.up2 = _up(4 * c + n_attr, 2 * c)
-        self.up3 = _up(2 * c, c)
-        self.up4 = nn.ConvTranspose2d(c, 3, 4, 2, 1)
+        self.up3 = _up(2 * c + n_attr, c)
+        self.up4 = nn.ConvTranspose2d(c + n_attr, 3, 4, 2, 1)
 
     def forward(self, z: Tensor, attrs: Tensor) -> Tensor:
         b = z.shape[0]
         h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, 8c, 4, 4)
-        h = self.up1(torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1))  # (B, 4c, 8, 8)
-        h = self.up2(torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1))  # (B, 2c, 16, 16)
-        h = self.up3(h)  # (B, c, 32, 32)
-        return torch.tanh(self.up4(h))  # (B, 3, 64, 64)
+        h = self.up1(_with_attrs(h, attrs))  # (B, 4c, 8, 8)
+        h = self.up2(_with_attrs(h, attrs))  # (B, 2c, 16, 16)
+        h = self.up3(_with_attrs(h, attrs))  # (B, c, 32, 32)
+        return torch.tanh(self.up4(_with_attrs(h, attrs)))  # (B, 3, 64, 64)
+
+
+class LatentAdversary(nn.Module):
+    """Predicts the 40 attributes from the latent mean (Lample et al., "Fader Networks", 2017). The encoder is
+    trained to leave it at chance, which keeps attribute information out of the latent: the decoder must then
+    take it from its attribute input, and changing that input changes the face."""
+
+    def __init__(self, config: CVAEConfig, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(config.latent_dim, hidden), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.num_attributes))
+
+    def forward(self, mu: Tensor) -> Tensor:
+        return self.net(mu)
 
 
 class CVAE(nn.Module):

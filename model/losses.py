@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from model.cvae import CVAE, labels_to_condition
+from model.attribute_rules import set_attribute
+from model.cvae import CVAE, LatentAdversary, labels_to_condition
 
 
 def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float) -> tuple[Tensor, Tensor]:
@@ -24,13 +25,30 @@ def attribute_loss(logits: Tensor, labels01: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels01, reduction="sum") / logits.shape[0]
 
 
-def flip_one_attribute(labels01: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Each row with one randomly chosen attribute flipped: the single-attribute edit the service performs."""
-    idx = torch.randint(0, labels01.shape[1], (labels01.shape[0],), generator=generator)
-    flipped = labels01.clone()
-    rows = torch.arange(labels01.shape[0])
-    flipped[rows, idx] = 1.0 - flipped[rows, idx]
-    return flipped
+def edit_targets(labels01: Tensor, focus: list[int], editable: list[int], focus_share: float,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Each row with one attribute flipped (plus what that implies, see model/attribute_rules): drawn from
+    `focus` (the attributes the evaluation measures) with probability `focus_share`, else from all `editable`."""
+    n = labels01.shape[0]
+    from_focus = torch.rand(n, generator=generator) < focus_share
+    pick_focus = torch.tensor(focus)[torch.randint(0, len(focus), (n,), generator=generator)]
+    pick_any = torch.tensor(editable)[torch.randint(0, len(editable), (n,), generator=generator)]
+    attribute = torch.where(from_focus, pick_focus, pick_any).to(labels01.device)
+    rows = torch.arange(n, device=labels01.device)
+    return set_attribute(labels01, rows, attribute, 1.0 - labels01[rows, attribute])
+
+
+def adversary_loss(adversary: LatentAdversary, mu: Tensor, labels01: Tensor) -> Tensor:
+    """The latent adversary's own loss: predict the attributes from the (detached) latent."""
+    return attribute_loss(adversary(mu.detach()), labels01)
+
+
+def latent_confusion_loss(adversary: LatentAdversary, mu: Tensor) -> Tensor:
+    """The encoder's side: push the adversary's predictions to 0.5 (no information; Tzeng et al. 2015's
+    confusion target, steadier than Fader Networks' flipped labels). The adversary's weights are detached."""
+    frozen = {name: p.detach() for name, p in adversary.named_parameters()}
+    logits = functional_call(adversary, frozen, (mu,))
+    return attribute_loss(logits, torch.full_like(logits, 0.5))
 
 
 def edit_classification_loss(model: CVAE, mu: Tensor, target01: Tensor) -> Tensor:

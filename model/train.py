@@ -11,11 +11,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from model.attributes import CELEBA_ATTRIBUTES
-from model.cvae import CVAE, CVAEConfig, labels_to_condition
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NOT_EDITABLE
+from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
 from model.data import load_split, to_tensor_batch
 from model.grid import edit_columns, save_grid
-from model.losses import attribute_loss, edit_classification_loss, flip_one_attribute, vae_loss
+from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets,
+                          latent_confusion_loss, vae_loss)
 
 PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache"]
 
@@ -31,6 +32,10 @@ class TrainSettings:
     beta: float = 1.0  # weight of the KL term
     attr_weight: float = 10.0  # weight of the attribute head's BCE (summed over 40)
     edit_weight: float = 10.0  # weight of the AttGAN-style classification loss on edited decodes
+    edit_focus_share: float = 0.0  # share of edit flips drawn from the 13 evaluated attributes (else any editable)
+    adv_weight: float = 0.0  # weight of the latent-confusion loss against the latent adversary (0: no adversary)
+    adv_warmup: int = 1000  # steps over which adv_weight ramps up from 0
+    adv_lr: float = 1e-3
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -67,12 +72,16 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
     config = CVAEConfig(**settings.model)
     model = CVAE(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    adversary = LatentAdversary(config).to(device)
+    adv_optimizer = torch.optim.Adam(adversary.parameters(), lr=settings.adv_lr)
     step, images_seen, train_seconds = 0, 0, 0.0
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        adversary.load_state_dict(ckpt["adversary"])
+        adv_optimizer.load_state_dict(ckpt["adv_optimizer"])
         step, images_seen, train_seconds = ckpt["step"], ckpt["images_seen"], ckpt["train_seconds"]
         if master:
             print(f"resumed from {ckpt_path} at step {step}")
@@ -84,6 +93,8 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"{len(data)} training images, {n_params / 1e6:.2f}M parameters, {world} process(es) on {device}")
 
+    focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
+    editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
     # Each rank draws its own shard of a shared per-epoch permutation.
     per_rank = settings.batch_size // world
     rng = np.random.default_rng(settings.seed + step)
@@ -103,12 +114,23 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
         recon, mu, logvar, logits = ddp(x, labels_to_condition(labels))
         rec, kld = vae_loss(recon, x, mu, logvar, settings.beta)
         attr = attribute_loss(logits, labels)
-        edit = edit_classification_loss(model, mu, flip_one_attribute(labels))
+        edit = edit_classification_loss(model, mu, edit_targets(labels, focus, editable, settings.edit_focus_share))
         loss = rec + kld + settings.attr_weight * attr + settings.edit_weight * edit
+        if settings.adv_weight > 0:
+            ramp = min(1.0, step / max(1, settings.adv_warmup))
+            loss = loss + settings.adv_weight * ramp * latent_confusion_loss(adversary, mu)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if settings.adv_weight > 0:  # after the encoder's step: its loss read the adversary's current weights
+            adv_optimizer.zero_grad(set_to_none=True)
+            adversary_loss(adversary, mu, labels).backward()
+            if world > 1:  # the adversary is outside DDP: average its gradients by hand
+                for p in adversary.parameters():
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+            adv_optimizer.step()
         step += 1
         images_seen += settings.batch_size
         train_seconds += time.time() - t0
@@ -118,11 +140,13 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
             rate = (images_seen - seen_last) / (now - t_last) if seen_last else float("nan")
             t_last, seen_last = now, images_seen
             acc = ((logits > 0).float() == labels).float().mean().item()
+            adv_note = f"adv_acc {_adversary_accuracy(adversary, mu, labels):.3f} " if settings.adv_weight > 0 else ""
             print(f"step {step}/{settings.steps} loss {loss.item():.1f} rec {rec.item():.1f} kl {kld.item():.1f} "
-                  f"attr {attr.item():.2f} edit {edit.item():.2f} head_acc {acc:.3f} "
+                  f"attr {attr.item():.2f} edit {edit.item():.2f} head_acc {acc:.3f} {adv_note}"
                   f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.0f} img/s", flush=True)
         if master and (step % settings.checkpoint_every == 0 or step == settings.steps):
-            _checkpoint(model, optimizer, settings, device, world, step, images_seen, train_seconds, ckpt_path)
+            _checkpoint(model, optimizer, adversary, adv_optimizer, settings, device, world, step, images_seen,
+                        train_seconds, ckpt_path)
             model.eval()
             cols = edit_columns(model, to_tensor_batch(preview.images).to(device), torch.from_numpy(preview.labels).to(device),
                                 [CELEBA_ATTRIBUTES.index(a) for a in PREVIEW_ATTRIBUTES])
@@ -133,9 +157,20 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
     return ckpt_path
 
 
-def _checkpoint(model, optimizer, settings, device, world, step, images_seen, train_seconds, path: Path) -> None:
+@torch.no_grad()
+def _adversary_accuracy(adversary: LatentAdversary, mu: torch.Tensor, labels: torch.Tensor) -> float:
+    """How well the adversary reads the attributes from this batch's latent (chance is the majority rate)."""
+    adversary.eval()
+    acc = ((adversary(mu) > 0).float() == labels).float().mean().item()
+    adversary.train()
+    return acc
+
+
+def _checkpoint(model, optimizer, adversary, adv_optimizer, settings, device, world, step, images_seen,
+                train_seconds, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": model.config.to_dict(),
+                "adversary": adversary.state_dict(), "adv_optimizer": adv_optimizer.state_dict(),
                 "settings": asdict(settings), "device": f"{device} x{world}", "step": step, "images_seen": images_seen,
                 "train_seconds": train_seconds}, tmp)
     tmp.replace(path)  # atomic: an interrupted save never corrupts the last good checkpoint

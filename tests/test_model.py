@@ -5,12 +5,20 @@ import json
 import pytest
 import torch
 
-from model.attributes import NUM_ATTRIBUTES
-from model.cvae import CVAE, CVAEConfig, labels_to_condition
+from model.attribute_rules import HAIR_COLOURS, flip
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
+from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
 from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript
-from model.losses import attribute_loss, edit_classification_loss, flip_one_attribute, vae_loss
+from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets,
+                          latent_confusion_loss, vae_loss)
 
 CONFIG = CVAEConfig(image_size=64, latent_dim=16, base_channels=8)
+FOCUS = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
+EDITABLE = list(range(NUM_ATTRIBUTES))
+
+
+def flip_some(labels):
+    return edit_targets(labels, FOCUS, EDITABLE, focus_share=0.5, generator=torch.Generator().manual_seed(2))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,7 @@ def test_losses_finite_and_a_step_reduces_them():
     def total():
         recon, mu, logvar, logits = model(x, labels_to_condition(labels))
         rec, kld = vae_loss(recon, x, mu, logvar, beta=1.0)
-        edit = edit_classification_loss(model, mu, flip_one_attribute(labels))
+        edit = edit_classification_loss(model, mu, flip_some(labels))
         return rec + kld + attribute_loss(logits, labels) + edit
 
     first = total()
@@ -62,15 +70,42 @@ def test_edit_loss_leaves_encoder_gradients_alone(model):
     x, labels = batch()
     mu, _, _ = model.encode(x)
     model.zero_grad()
-    edit_classification_loss(model, mu, flip_one_attribute(labels)).backward()
+    edit_classification_loss(model, mu, flip_some(labels)).backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
 
 
-def test_flip_one_attribute_changes_exactly_one():
-    _, labels = batch(16)
-    flipped = flip_one_attribute(labels)
-    assert ((flipped != labels).sum(1) == 1).all()
+def test_edit_targets_flip_one_attribute_plus_what_it_implies():
+    _, labels = batch(64)
+    flipped = flip_some(labels)
+    changed = (flipped != labels).sum(1)
+    assert (changed >= 1).all()
+    assert (changed <= 4).all()  # a hair colour turned on also turns off the other three
+    assert (flipped[:, FOCUS] != labels[:, FOCUS]).any(1).float().mean() > 0.3
+
+
+def test_turning_on_a_hair_colour_turns_off_the_others():
+    labels = torch.zeros(2, NUM_ATTRIBUTES)
+    brown, black = CELEBA_ATTRIBUTES.index("Brown_Hair"), CELEBA_ATTRIBUTES.index("Black_Hair")
+    labels[:, brown] = 1.0
+    out = flip(labels, black)
+    assert (out[:, black] == 1).all() and (out[:, brown] == 0).all()
+    assert (out.sum(1) == 1).all()
+    assert set(HAIR_COLOURS) <= set(CELEBA_ATTRIBUTES)
+
+
+def test_latent_adversary_losses():
+    torch.manual_seed(0)
+    adversary = LatentAdversary(CONFIG)
+    mu = torch.randn(8, CONFIG.latent_dim, requires_grad=True)
+    _, labels = batch(8)
+    adversary_loss(adversary, mu, labels).backward()
+    assert mu.grad is None  # the adversary learns from a detached latent
+    assert all(p.grad is not None for p in adversary.parameters())
+    adversary.zero_grad()
+    latent_confusion_loss(adversary, mu).backward()
+    assert mu.grad.abs().sum() > 0  # ...while the encoder is pushed towards confusing it
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in adversary.parameters())
 
 
 def test_torchscript_round_trip_matches_eager(model, tmp_path):
