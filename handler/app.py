@@ -141,11 +141,11 @@ def result_store(output: str | None) -> ResultStore | None:
     return get_result_store() if output == "url" else None
 
 
-def result_fields(store: ResultStore | None, data: bytes, content_type: str) -> dict:
+async def result_fields(store: ResultStore | None, data: bytes, content_type: str) -> dict:
     """The result inline as base64, or stored and given as a presigned URL with its expiry."""
     if store is None:
         return {"image_base64": b64(data)}
-    stored = store.put(data, content_type)
+    stored = await run_in_threadpool(store.put, data, content_type)
     return {"image_url": stored.url, "expires_at": stored.expires_at}
 
 
@@ -212,7 +212,7 @@ async def edit(request: Request, editor: EditorDep) -> Response:
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})
     return JSONResponse(EditResponse(
-        **result_fields(store, data, content_type), content_type=content_type, width=edited.shape[1],
+        **await result_fields(store, data, content_type), content_type=content_type, width=edited.shape[1],
         height=edited.shape[0], model=model_info(editor),
         faces=[FaceEdit(index=f.index, box=list(f.face.box), attributes_before=f.before, attributes_after=f.after)
                for f in faces]).model_dump(exclude_none=True))
@@ -230,7 +230,7 @@ async def generate(request: Request, editor: EditorDep) -> Response:
                                     size=body.size)
     if store is not None or wants_json(body.response, request.headers.get("accept", "")):
         encoded = [encode_result(f, body.format, chosen=True) for f in faces]
-        results = [result_fields(store, d, content_type) for d, content_type in encoded]
+        results = [await result_fields(store, d, content_type) for d, content_type in encoded]
         if store is None:
             fields = {"images_base64": [r["image_base64"] for r in results]}
         else:
@@ -270,6 +270,6 @@ async def interpolate(request: Request, editor: EditorDep) -> Response:
         check_response_size(data, "the animation", "Use fewer frames or a smaller max_side/size")
     if store is not None or wants_json(body.response, request.headers.get("accept", "")):
         return JSONResponse(InterpolateResponse(
-            **result_fields(store, data, content_type), content_type=content_type, frames=len(frames),
+            **await result_fields(store, data, content_type), content_type=content_type, frames=len(frames),
             model=model_info(editor)).model_dump(exclude_none=True))
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})
