@@ -24,13 +24,15 @@ from handler.requests import read_request
 from handler.schemas import (AnalyzeRequest, AnalyzeResponse, AttributeInfo, AttributesResponse, EditRequest,
                              EditResponse, ErrorResponse, FaceAttributes, FaceEdit, GenerateRequest,
                              GenerateResponse, InterpolateRequest, InterpolateResponse, ModelInfo)
+from handler.storage import ResultStore, get_result_store
 
 API_DESCRIPTION = """Edit the face in a photo by named attributes, generate new faces, and interpolate between them.
 
-Images go in as JSON `image_base64` or as a multipart file field `image`. Errors are JSON:
+Images go in as JSON `image_base64`, as JSON `image_url` (fetched by the service), or as a multipart file field
+`image`. `"output": "url"` returns a presigned `image_url` to the stored result instead of the image. Errors are JSON:
 `{"error": {"code": "no_face", "message": "..."}}`."""
 
-ERRORS = {status: {"model": ErrorResponse} for status in (406, 413, 415, 422)}
+ERRORS = {status: {"model": ErrorResponse} for status in (406, 413, 415, 422, 502, 503, 504)}
 
 @lru_cache(maxsize=1)
 def get_editor() -> Editor:
@@ -85,7 +87,8 @@ def model_info(editor: Editor) -> ModelInfo:
 
 def require_image(images: dict[str, bytes], field: str = "image") -> DecodedImage:
     if field not in images:
-        raise InvalidRequest(f"no image: send JSON {field}_base64 or a multipart file field {field!r}", field=field)
+        raise InvalidRequest(f"no image: send JSON {field}_base64 or {field}_url, or a multipart file field {field!r}",
+                             field=field)
     settings = get_settings()
     return decode_image(images[field], max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
 
@@ -130,6 +133,20 @@ def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None, icc_profile: bytes
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def result_store(output: str | None) -> ResultStore | None:
+    """The results bucket when the caller asked for "output": "url" (refused with 503 before any work when there is
+    none), else None: nothing is stored."""
+    return get_result_store() if output == "url" else None
+
+
+async def result_fields(store: ResultStore | None, data: bytes, content_type: str) -> dict:
+    """The result inline as base64, or stored and given as a presigned URL with its expiry."""
+    if store is None:
+        return {"image_base64": b64(data)}
+    stored = await run_in_threadpool(store.put, data, content_type)
+    return {"image_url": stored.url, "expires_at": stored.expires_at}
 
 
 # ---- routes -------------------------------------------------------------------------------------------------
@@ -181,6 +198,7 @@ async def analyze(request: Request, editor: EditorDep) -> AnalyzeResponse:
 async def edit(request: Request, editor: EditorDep) -> Response:
     body, images = await read_request(request, EditRequest, max_image_bytes=get_settings().max_image_bytes)
     planned = editor.plan(body.edits)  # refuse unknown attributes before decoding anything
+    store = result_store(body.output)
     image = require_image(images)
     accept = request.headers.get("accept", "")
     fmt, chosen = output_format(body.format, accept, image.source_format)
@@ -190,13 +208,14 @@ async def edit(request: Request, editor: EditorDep) -> Response:
     metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
     metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
     data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
-    if not wants_json(body.response, accept):
+    if store is None and not wants_json(body.response, accept):
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})
     return JSONResponse(EditResponse(
-        image_base64=b64(data), content_type=content_type, width=edited.shape[1], height=edited.shape[0],
+        **await result_fields(store, data, content_type), content_type=content_type, width=edited.shape[1],
+        height=edited.shape[0], model=model_info(editor),
         faces=[FaceEdit(index=f.index, box=list(f.face.box), attributes_before=f.before, attributes_after=f.after)
-               for f in faces], model=model_info(editor)).model_dump())
+               for f in faces]).model_dump(exclude_none=True))
 
 
 @app.post("/v1/generate", responses={200: {"content": {"image/png": {}}, "model": GenerateResponse}, **ERRORS},
@@ -206,12 +225,18 @@ async def generate(request: Request, editor: EditorDep) -> Response:
     limit = get_settings().max_generate
     if body.count > limit:
         raise InvalidRequest(f"count must be at most {limit}", field="count", valid_range=[1, limit])
+    store = result_store(body.output)
     faces = await run_in_threadpool(editor.generate, editor.plan(body.attributes), count=body.count, seed=body.seed,
                                     size=body.size)
-    if wants_json(body.response, request.headers.get("accept", "")):
+    if store is not None or wants_json(body.response, request.headers.get("accept", "")):
         encoded = [encode_result(f, body.format, chosen=True) for f in faces]
-        return JSONResponse(GenerateResponse(images_base64=[b64(d) for d, _ in encoded], content_type=encoded[0][1],
-                                             seed=body.seed, model=model_info(editor)).model_dump())
+        results = [await result_fields(store, d, content_type) for d, content_type in encoded]
+        if store is None:
+            fields = {"images_base64": [r["image_base64"] for r in results]}
+        else:
+            fields = {"image_urls": [r["image_url"] for r in results], "expires_at": results[0]["expires_at"]}
+        return JSONResponse(GenerateResponse(**fields, content_type=encoded[0][1], seed=body.seed,
+                                             model=model_info(editor)).model_dump(exclude_none=True))
     data, content_type = encode_result(strip(faces), body.format, chosen=True)
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})
 
@@ -226,6 +251,7 @@ async def interpolate(request: Request, editor: EditorDep) -> Response:
         raise InvalidRequest(f"frames must be at most {settings.max_frames}", field="frames",
                              valid_range=[2, settings.max_frames])
     plan_start, plan_end = editor.plan(body.start), editor.plan(body.end)
+    store = result_store(body.output)
     first = require_image(images)
     if "image2" in images:
         second = require_image(images, "image2")
@@ -242,7 +268,8 @@ async def interpolate(request: Request, editor: EditorDep) -> Response:
     else:
         data, content_type = encode_animation(frames, body.format, duration_ms=body.duration_ms)
         check_response_size(data, "the animation", "Use fewer frames or a smaller max_side/size")
-    if wants_json(body.response, request.headers.get("accept", "")):
-        return JSONResponse(InterpolateResponse(image_base64=b64(data), content_type=content_type,
-                                                frames=len(frames), model=model_info(editor)).model_dump())
+    if store is not None or wants_json(body.response, request.headers.get("accept", "")):
+        return JSONResponse(InterpolateResponse(
+            **await result_fields(store, data, content_type), content_type=content_type, frames=len(frames),
+            model=model_info(editor)).model_dump(exclude_none=True))
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})

@@ -70,3 +70,70 @@ class InvalidRequest(ApiError):
 class NotAcceptable(ApiError):
     status_code = 406
     code = "not_acceptable"
+
+
+# ---- image_url fetches (handler/fetch.py): refusals are 4xx, failures of the remote host 502/504 ------------
+class UrlInvalid(ApiError):
+    status_code = 422
+    code = "url_invalid"
+
+
+class UrlSchemeNotAllowed(ApiError):
+    status_code = 422
+    code = "url_scheme_not_allowed"
+
+
+class UrlHostNotAllowed(ApiError):
+    status_code = 422
+    code = "url_host_not_allowed"
+
+
+class UrlTooManyRedirects(ApiError):
+    status_code = 422
+    code = "url_too_many_redirects"
+
+
+class UrlTooLarge(ApiError):
+    status_code = 413
+    code = "url_too_large"
+
+
+class UrlFetchFailed(ApiError):
+    status_code = 502
+    code = "url_fetch_failed"
+
+
+class UrlTimeout(ApiError):
+    status_code = 504
+    code = "url_timeout"
+
+
+# ---- results in S3, idempotency -----------------------------------------------------------------------------
+class ResultsStorageUnavailable(ApiError):
+    status_code = 503
+    code = "results_storage_unavailable"
+
+
+class IdempotencyKeyInvalid(ApiError):
+    status_code = 422
+    code = "idempotency_key_invalid"
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(ApiError):
+    status_code = 409
+    code = "idempotency_in_progress"
+
+
+class IdempotentResultNotStored(ApiError):
+    status_code = 409
+    code = "idempotent_result_not_stored"
+
+
+class IdempotencyUnavailable(ApiError):
+    status_code = 503
+    code = "idempotency_unavailable"

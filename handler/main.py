@@ -1,5 +1,7 @@
 """The Lambda entry point: Mangum adapts API Gateway (REST, payload v1) events to the FastAPI app; Powertools
-adds structured logs with the request id as correlation id, X-Ray tracing, and CloudWatch metrics."""
+adds structured logs with the request id as correlation id, X-Ray tracing, and CloudWatch metrics.
+Around the app: idempotent retries (handler/idempotency.py) and per-key metering of successful calls
+(handler/metering.py), each on only when its table is configured."""
 
 import time
 
@@ -7,7 +9,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 
+from handler import metering
 from handler.app import app, get_editor
+from handler.idempotency import HEADER as IDEMPOTENCY_HEADER
+from handler.idempotency import Outcome, get_idempotency, header_of
 from handler.observability import logger, metrics, tracer
 
 # Load the model during the init phase (full CPU, not billed against the first request's timeout budget).
@@ -37,12 +42,26 @@ class StagePrefix:
 asgi_handler = Mangum(StagePrefix(app), lifespan="off", api_gateway_base_path="/")
 
 
+def serve(event: dict, context) -> dict:
+    """The app's response; a retry with a known Idempotency-Key gets the stored one. Meters what ran and succeeded:
+    once per call, never a replay."""
+    key = header_of(event, IDEMPOTENCY_HEADER)
+    idempotency = get_idempotency() if key is not None else None
+    if idempotency is not None:
+        outcome = idempotency.run(event, context, asgi_handler, key)
+    else:
+        outcome = Outcome(asgi_handler(event, context), executed=True)
+    if outcome.executed and 200 <= outcome.response.get("statusCode", 500) < 300:
+        metering.record_call(event)
+    return outcome.response
+
+
 @metrics.log_metrics(capture_cold_start_metric=True)  # outermost, so metrics flush after everything else
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
     started = time.perf_counter()
-    response = asgi_handler(event, context)
+    response = serve(event, context)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
     logger.info("request done", extra={"path": event.get("path"), "status": response.get("statusCode")})
     return response

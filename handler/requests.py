@@ -1,20 +1,27 @@
-"""Reads a request body (JSON, JSON without a Content-Type, or multipart form) into a schema plus image bytes."""
+"""Reads a request body (JSON, JSON without a Content-Type, or multipart form) into a schema plus image bytes,
+fetching images given as URLs."""
 
+import asyncio
 import base64
 import binascii
 import json
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from handler.config import get_settings
 from handler.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from handler.fetch import fetch_image
 
 T = TypeVar("T", bound=BaseModel)
 
 # multipart file field -> JSON base64 field holding the same image
 IMAGE_FIELDS = {"image": "image_base64", "image2": "image2_base64"}
+# multipart file field -> JSON field with a URL of the same image
+URL_FIELDS = {"image": "image_url", "image2": "image2_url"}
 BASE64_OVERHEAD = 4 / 3
 
 
@@ -69,7 +76,21 @@ async def read_request(request: Request, schema: type[T], *, max_image_bytes: in
             raise InvalidRequest(f"send the image either as the {file_field!r} file or as {b64_field!r}, not both")
         if text:
             images[file_field] = decode_base64(text, b64_field)
+    urls = {f: getattr(body, url_field, None) for f, url_field in URL_FIELDS.items()}
+    urls = {f: url for f, url in urls.items() if url}
+    for file_field in urls.keys() & images.keys():
+        raise InvalidRequest(f"send the image one way: {URL_FIELDS[file_field]!r}, {IMAGE_FIELDS[file_field]!r} "
+                             f"or the {file_field!r} file", field=URL_FIELDS[file_field])
+    fetched = await asyncio.gather(*(run_in_threadpool(fetch_url, url, max_image_bytes) for url in urls.values()))
+    images.update(zip(urls, fetched))
     return body, images
+
+
+def fetch_url(url: str, max_bytes: int) -> bytes:
+    settings = get_settings()
+    return fetch_image(url, max_bytes=max_bytes, connect_timeout=settings.url_connect_timeout,
+                       read_timeout=settings.url_read_timeout, total_timeout=settings.url_total_timeout,
+                       max_redirects=settings.url_max_redirects)
 
 
 def _form_value(key: str, value: str, schema: type[BaseModel]):

@@ -1,4 +1,5 @@
-"""Request and response bodies, named by role. Images arrive as JSON `image_base64` or as a multipart file."""
+"""Request and response bodies, named by role. Images arrive as JSON `image_base64`, as a multipart file, or as an
+`image_url` the service fetches (handler/fetch.py)."""
 
 from typing import Literal
 
@@ -6,6 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EditValue = float | str  # a target presence in [0, 1], or a signed change such as "+0.3"
 FaceChoice = Literal["largest", "all"] | int
+Output = Literal["inline", "url"] | None
+OUTPUT_DESCRIPTION = ("\"url\": store the result in the results bucket and return a presigned `image_url` with "
+                      "`expires_at` (JSON); default \"inline\": the result in the response")
 
 
 class _Request(BaseModel):
@@ -14,6 +18,7 @@ class _Request(BaseModel):
 
 class ImageRequest(_Request):
     image_base64: str | None = Field(None, description="the photo, base64 (a data: URL prefix is accepted)")
+    image_url: str | None = Field(None, max_length=2048, description="or an http(s) URL of the photo to fetch")
 
 
 class AnalyzeRequest(ImageRequest):
@@ -30,6 +35,7 @@ class EditRequest(ImageRequest):
         None, description="output format; default from Accept, else the input's format (png if it has none)")
     response: Literal["image", "json"] | None = Field(
         None, description="\"json\" for base64 plus measured attributes; default from Accept, else image bytes")
+    output: Output = Field(None, description=OUTPUT_DESCRIPTION)
 
     @field_validator("edits")
     @classmethod
@@ -47,10 +53,12 @@ class GenerateRequest(_Request):
     size: int = Field(256, ge=64, le=512, description="side of each face in pixels")
     format: Literal["png", "jpeg", "jpg", "webp"] = "png"
     response: Literal["image", "json"] | None = None
+    output: Output = Field(None, description=OUTPUT_DESCRIPTION)
 
 
 class InterpolateRequest(ImageRequest):
     image2_base64: str | None = Field(None, description="a second photo: morph between the two largest faces")
+    image2_url: str | None = Field(None, max_length=2048, description="or an http(s) URL of the second photo")
     start: dict[str, EditValue] = Field(default_factory=dict, description="attribute setting of the first frame")
     end: dict[str, EditValue] = Field(default_factory=dict, description="attribute setting of the last frame")
     frames: int = Field(8, ge=2, description="number of frames including both ends")
@@ -61,6 +69,7 @@ class InterpolateRequest(ImageRequest):
     format: Literal["gif", "webp", "png"] = Field("gif", description="animated gif/webp, or a png strip")
     duration_ms: int = Field(120, ge=20, le=2000, description="time each frame is shown")
     response: Literal["image", "json"] | None = None
+    output: Output = Field(None, description=OUTPUT_DESCRIPTION)
 
 
 class FaceAttributes(BaseModel):
@@ -86,8 +95,14 @@ class AnalyzeResponse(BaseModel):
     model: ModelInfo
 
 
-class EditResponse(BaseModel):
-    image_base64: str
+class StoredResult(BaseModel):
+    """A result is either inline (`image_base64`) or, with "output": "url", a presigned URL and its expiry."""
+    image_base64: str | None = None
+    image_url: str | None = Field(None, description="presigned GET URL of the result (\"output\": \"url\")")
+    expires_at: str | None = Field(None, description="when image_url stops working, ISO 8601 UTC")
+
+
+class EditResponse(StoredResult):
     content_type: str
     width: int
     height: int
@@ -96,14 +111,15 @@ class EditResponse(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    images_base64: list[str]
+    images_base64: list[str] | None = None
+    image_urls: list[str] | None = Field(None, description="presigned GET URLs, one a face (\"output\": \"url\")")
+    expires_at: str | None = None
     content_type: str
     seed: int
     model: ModelInfo
 
 
-class InterpolateResponse(BaseModel):
-    image_base64: str
+class InterpolateResponse(StoredResult):
     content_type: str
     frames: int
     model: ModelInfo

@@ -109,6 +109,13 @@ def main() -> None:
         "bad_too_many_pixels.json": (json_event("/v1/analyze", {"image_base64": b64(huge.getvalue())}), 413),
         "bad_json.json": (event("POST", "/v1/edit", body='{"edits": {"smile": 1.0', content_type="application/json"), 422),
         "bad_route.json": (event("GET", "/v1/nothing-here"), 404),
+        # "output": "url" needs RESULTS_BUCKET: 503 here (no bucket); tests/test_results_s3.py runs it against moto.
+        "edit_output_url.json": (json_event("/v1/edit", {"image_base64": b64(portrait), "edits": {"smile": 1.0},
+                                                         "format": "jpeg", "output": "url"}), 503),
+        # image_url fetches refused before any connection: the instance metadata address, a non-http scheme.
+        "bad_url_metadata.json": (json_event("/v1/edit", {"image_url": "http://169.254.169.254/latest/meta-data/",
+                                                          "edits": {"smile": 1.0}}), 422),
+        "bad_url_scheme.json": (json_event("/v1/analyze", {"image_url": "file:///etc/passwd"}), 422),
     }
     EVENTS.mkdir(exist_ok=True)
     for name, (ev, _) in events.items():

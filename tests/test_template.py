@@ -206,6 +206,54 @@ def test_function_environment(template, function):
         assert str(env[name]).isdigit(), f"{name} must be a plain integer string"
 
 
+# --- results bucket, usage and idempotency tables ---------------------------------------------
+
+
+def test_results_bucket_is_private_encrypted_and_expires_results_after_a_day(template):
+    name, bucket = _only_resource_of_type(template, "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] in ("AES256", "aws:kms")
+    block = props["PublicAccessBlockConfiguration"]
+    assert all(block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
+                                          "RestrictPublicBuckets"))
+    rules = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
+    assert any(r.get("ExpirationInDays") == 1 and "Prefix" not in r and "Filter" not in r for r in rules)
+    ttl = template["Parameters"]["ResultUrlTtlSeconds"]
+    assert ttl["MaxValue"] <= 86400 and ttl["Default"] <= ttl["MaxValue"], "URLs must not outlive the objects"
+
+
+def test_tables_keys_and_expiry(template):
+    tables = {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
+    usage, idempotency = tables["UsageTable"], tables["IdempotencyTable"]
+    assert usage["BillingMode"] == idempotency["BillingMode"] == "PAY_PER_REQUEST"
+    assert usage["KeySchema"] == [{"AttributeName": "api_key_id", "KeyType": "HASH"},
+                                  {"AttributeName": "month", "KeyType": "RANGE"}]
+    assert idempotency["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idempotency["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert template["Resources"]["UsageTable"]["DeletionPolicy"] == "Retain", "billing data"
+
+
+def test_function_gets_the_resource_names_and_least_privilege(template, function):
+    env = _function_env(template, function)
+    assert env["RESULTS_BUCKET"] == {"Ref": "ResultsBucket"}
+    assert env["USAGE_TABLE"] == {"Ref": "UsageTable"}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    _, resource = function
+    statements = [st for policy in resource["Properties"]["Policies"] for st in policy["Statement"]]
+    granted = {}
+    for st in statements:
+        assert st["Effect"] == "Allow" and "*" not in json.dumps(st["Action"]), st
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        granted[json.dumps(st["Resource"], sort_keys=True)] = set(actions)
+    assert granted == {
+        json.dumps({"Fn::Sub": "${ResultsBucket.Arn}/*"}): {"s3:PutObject", "s3:GetObject"},
+        json.dumps({"Fn::GetAtt": ["UsageTable", "Arn"]}): {"dynamodb:UpdateItem"},
+        json.dumps({"Fn::GetAtt": ["IdempotencyTable", "Arn"]}): {"dynamodb:GetItem", "dynamodb:PutItem",
+                                                                  "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    }
+
+
 # --- API ---------------------------------------------------------------------------------------
 
 
