@@ -246,9 +246,13 @@ def test_browser_upload_edit_animate(server, driver, astronaut, tmp_path):
     before_src = d.find_element(By.ID, "after-img").get_attribute("src")
     assert before_src == d.find_element(By.ID, "before-img").get_attribute("src")
 
-    # Keyboard: focus the slider by its label and move it to the end.
+    # Count the edit requests the page sends: quick key presses must make one request, not one each.
+    d.execute_script("""window.__edits = []; const original = window.fetch;
+        window.fetch = (url, options) => { if (String(url).endsWith('v1/edit')) window.__edits.push(
+          JSON.parse(options.body).edits); return original(url, options); };""")
+    # Keyboard: focus the slider by its label, nudge it a few times, then move it to the end.
     d.find_element(By.CSS_SELECTOR, "label[for=attr-Eyeglasses]").click()
-    slider.send_keys(Keys.END)
+    slider.send_keys(Keys.ARROW_RIGHT * 5 + Keys.END)
     assert float(slider.get_attribute("value")) == 1.0
     assert "Glasses: 100%" in slider.get_attribute("aria-valuetext")
     after = _wait(d, lambda d: (d.find_element(By.ID, "after-img").get_attribute("src") != before_src
@@ -269,6 +273,7 @@ def test_browser_upload_edit_animate(server, driver, astronaut, tmp_path):
     curl = d.find_element(By.ID, "curl").text
     assert "/v1/edit" in curl and '"edits":{"Eyeglasses":1}' in curl and "$(base64 -w0 'astronaut.png')" in curl
     assert "Glasses" in d.find_element(By.ID, "changes").text
+    assert d.execute_script("return window.__edits") == [{"Eyeglasses": 1}], "debounced: one request, final value"
     ARTIFACTS.mkdir(exist_ok=True)
     d.execute_script("window.scrollTo(0, 0)")
     d.save_screenshot(str(ARTIFACTS / "web-after-edit.png"))
@@ -281,6 +286,12 @@ def test_browser_upload_edit_animate(server, driver, astronaut, tmp_path):
     _wait(d, lambda d: d.find_element(By.ID, "anim-figure").is_displayed(), 60, "the animation")
     assert d.find_element(By.ID, "download-anim").get_attribute("download") == "animation.gif"
     assert '"end":{"Eyeglasses":1}' in d.find_element(By.ID, "curl").text
+
+    # Morph into a second photo (here the same one): the two-photo interpolation.
+    _upload(d, photo, "morph-file")
+    _wait(d, lambda d: "image2_base64" in d.find_element(By.ID, "curl").text, 10, "the morph request")
+    _wait(d, lambda d: "Animation ready" in d.find_element(By.ID, "status").text, 60, "the morph")
+    assert "$(base64 -w0 'astronaut.png')" in d.find_element(By.ID, "curl").text
 
     # Reset puts the sliders back to the measured values and the photo back.
     d.find_element(By.ID, "reset").send_keys(Keys.ENTER)
@@ -296,10 +307,14 @@ def test_browser_sample_face_and_phone_layout(server, driver):
     d.set_window_size(390, 844)
     try:
         d.get(server)
+        d.find_element(By.CSS_SELECTOR, ".api-key summary").click()
+        d.find_element(By.ID, "api-key").send_keys("local-key")  # harmless locally; sent as x-api-key
         button = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples button"), 30, "the sample buttons")[0]
         button.click()
         _wait(d, lambda d: d.find_element(By.ID, "workspace").is_displayed(), 60, "the sample face to be analysed")
         assert d.find_element(By.ID, "before-img").get_attribute("src").startswith("blob:")
+        curl = d.find_element(By.ID, "curl").text
+        assert "/v1/analyze" in curl and 'x-api-key: $FACE_API_KEY' in curl and "local-key" not in curl
         viewer, controls = d.find_element(By.CSS_SELECTOR, ".viewer"), d.find_element(By.ID, "controls")
         assert viewer.location["x"] == controls.location["x"], "one column on a phone: sliders under the photos"
         assert d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
