@@ -27,12 +27,17 @@ $(SAM):
 setup: $(STAMP)
 
 run: $(STAMP)
-	@echo "Face Interpolator on http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/docs)"
+	@echo "Face Interpolator on http://$(HOST):$(PORT)/  (try-it page; API docs: http://$(HOST):$(PORT)/docs)"
 	POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_TRACE_DISABLED=true \
 		$(BIN)/uvicorn handler.app:app --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(SAM)
+test: $(STAMP) $(SAM) browser
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium + chromedriver for tests/test_web.py (skipped without them, except under CI=true).
+.PHONY: browser
+browser:
+	@sh scripts/install_browser.sh
 
 events: $(STAMP)
 	$(BIN)/python scripts/make_events.py

@@ -25,6 +25,7 @@ from handler.schemas import (AnalyzeRequest, AnalyzeResponse, AttributeInfo, Att
                              EditResponse, ErrorResponse, FaceAttributes, FaceEdit, GenerateRequest,
                              GenerateResponse, InterpolateRequest, InterpolateResponse, ModelInfo)
 from handler.storage import ResultStore, get_result_store
+from handler.web import mount_page
 
 API_DESCRIPTION = """Edit the face in a photo by named attributes, generate new faces, and interpolate between them.
 
@@ -50,6 +51,7 @@ async def lifespan(_: FastAPI):
 
 
 app = FastAPI(title="Face Interpolator", version="1.0.0", description=API_DESCRIPTION, lifespan=lifespan)
+mount_page(app)  # the try-it page at / (handler/web.py, handler/static/)
 
 
 EditorDep = Annotated[Editor, Depends(get_editor)]

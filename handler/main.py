@@ -31,6 +31,8 @@ class StagePrefix:
         event = scope.get("aws.event") or {}
         public_path = (event.get("requestContext") or {}).get("path") or ""
         path = event.get("path") or ""
+        if path == "/" and public_path and not public_path.endswith("/"):
+            public_path += "/"  # the stage root without its slash ("/prod") is the page at "/"
         if scope["type"] == "http" and path and public_path.endswith(path) and public_path != path:
             # ASGI: `path` includes `root_path`; Starlette strips the prefix again when routing.
             prefix = public_path[: -len(path)]

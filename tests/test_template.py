@@ -27,6 +27,8 @@ ROUTES = {
     ("/healthz", "GET"): False,
     ("/docs", "GET"): False,
     ("/openapi.json", "GET"): False,
+    ("/", "GET"): False,  # the try-it page
+    ("/static/{proxy+}", "GET"): False,
     ("/v1/attributes", "GET"): True,
     ("/v1/analyze", "POST"): True,
     ("/v1/edit", "POST"): True,
