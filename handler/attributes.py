@@ -34,6 +34,16 @@ ALIASES: dict[str, tuple[str, bool]] = {
 # and "Blurry" describes the photo.
 NOT_EDITABLE = frozenset({"Attractive", "Blurry"})
 
+# Turning the key on implies turning these off (the AttGAN/STGAN attribute-conflict rules; model/attribute_rules.py
+# holds the copy that training and evaluation use, since the service cannot import model/).
+_HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
+EXCLUSIONS: dict[str, tuple[str, ...]] = {
+    **{c: tuple(o for o in _HAIR_COLOURS if o != c) for c in _HAIR_COLOURS},
+    "Bald": ("Bangs",), "Receding_Hairline": ("Bangs",), "Bangs": ("Bald", "Receding_Hairline"),
+    "Straight_Hair": ("Wavy_Hair",), "Wavy_Hair": ("Straight_Hair",),
+    "Mustache": ("No_Beard",), "Goatee": ("No_Beard",),
+}
+
 GROUPS: dict[str, tuple[str, ...]] = {
     "expression": ("Smiling", "Mouth_Slightly_Open", "Narrow_Eyes"),
     "hair": ("Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Wavy_Hair", "Straight_Hair",

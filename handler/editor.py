@@ -10,7 +10,7 @@ from torch import Tensor
 
 from handler import faces as face_ops
 from handler.artifact import ArtifactError, LoadedModel
-from handler.attributes import AttributeCatalog
+from handler.attributes import EXCLUSIONS, AttributeCatalog
 from handler.errors import FaceIndexOutOfRange, InvalidRequest, NoFaceFound
 from handler.imaging import resize_square
 from handler.observability import metrics, tracer
@@ -131,7 +131,21 @@ class Editor:
             if attr.inverted:  # "beard": 1 means No_Beard = 0
                 value = -value if is_delta else 1.0 - value
             planned.append(PlannedEdit(index=attr.index, value=value, is_delta=is_delta))
-        return planned
+        return planned + self._implied(planned)
+
+    def _implied(self, planned: list[PlannedEdit]) -> list[PlannedEdit]:
+        """Targets that turn an attribute on also turn off what it excludes (black hair -> not blond, brown or
+        gray), unless the request sets those itself."""
+        asked = {p.index for p in planned}
+        implied: dict[int, PlannedEdit] = {}
+        for p in planned:
+            if p.is_delta or p.value <= 0.5:
+                continue
+            for other in EXCLUSIONS.get(self.catalog.names[p.index], ()):
+                i = self.catalog.index.get(other)
+                if i is not None and i not in asked:
+                    implied[i] = PlannedEdit(index=i, value=0.0, is_delta=False)
+        return list(implied.values())
 
     def apply(self, probs: Tensor, planned: list[PlannedEdit], strength: float) -> Tensor:
         """a' = a + g * strength * (target - a) for targets, a + g * strength * delta for changes, with g the

@@ -39,7 +39,6 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
 @torch.inference_mode()
 def reconstruction_and_attribute_metrics(model: CVAE, split: CelebASplit, batch_size: int = 256) -> dict:
     """PSNR/SSIM of D(mu, a_true) against the input, and the attribute head's accuracy (per attribute, mean)."""
-    model.eval()
     psnrs, ssims, correct = [], [], np.zeros(split.labels.shape[1])
     for start in range(0, len(split), batch_size):
         x = to_tensor_batch(split.images[start:start + batch_size])

@@ -33,3 +33,19 @@ def edit_columns(model, x: Tensor, labels01: Tensor, attribute_indices: list[int
         flipped[:, i] = 1.0 - flipped[:, i]
         columns.append(model.decode(mu, labels_to_condition(flipped)))
     return columns
+
+
+def save_labelled_grid(columns: list[Tensor], headers: list[str], path: str | Path, header_height: int = 40) -> None:
+    """save_grid with a white header row naming each column (names split at "_" onto lines)."""
+    from PIL import ImageDraw
+
+    cols = [to_uint8(c) for c in columns]
+    size = cols[0].shape[2]
+    body = np.concatenate([np.concatenate([c[i] for c in cols], axis=1) for i in range(cols[0].shape[0])], axis=0)
+    canvas = Image.new("RGB", (body.shape[1], body.shape[0] + header_height), "white")
+    canvas.paste(Image.fromarray(body), (0, header_height))
+    draw = ImageDraw.Draw(canvas)
+    for k, name in enumerate(headers):
+        draw.multiline_text((k * size + 2, 2), name.replace("_", "\n"), fill="black", spacing=1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)

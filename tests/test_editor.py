@@ -73,3 +73,11 @@ def test_generate_is_seeded(editor):
     a = editor.generate(editor.plan({"smile": 1.0}), count=2, seed=1, size=64)
     b = editor.generate(editor.plan({"smile": 1.0}), count=2, seed=1, size=64)
     assert len(a) == 2 and all((x == y).all() for x, y in zip(a, b))
+
+
+def test_turning_on_a_hair_colour_also_turns_off_the_others(editor):
+    names = editor.catalog.names
+    planned = {names[p.index]: p.value for p in editor.plan({"black_hair": 1, "Gray_Hair": 0.2})}
+    assert planned == {"Black_Hair": 1.0, "Gray_Hair": 0.2, "Blond_Hair": 0.0, "Brown_Hair": 0.0}
+    assert {names[p.index] for p in editor.plan({"black_hair": 0})} == {"Black_Hair"}  # turning off implies nothing
+    assert {names[p.index] for p in editor.plan({"beard": "+0.5"})} == {"No_Beard"}  # nor does a change

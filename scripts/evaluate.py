@@ -1,0 +1,132 @@
+"""Measure the shipped model's edits with the AttGAN/STGAN protocol (model/edit_eval.py) on the CelebA test
+split, judged by the independent classifier (model/judge.py, trained by scripts/train_judge.py).
+
+Writes <out-dir>/edit_eval.json, edit_eval.md and edit_eval.png (rows: test faces; columns: the input, then the
+service's output with each of the 13 attributes flipped), and copies the headline numbers into the model card's
+`metrics`.
+
+    python scripts/evaluate.py                    # whole test split (4,640 faces), a few minutes
+    python scripts/evaluate.py --limit 64 --model-dir /tmp/copy --out-dir /tmp/report   # quick
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
+from handler.editor import CONDITION_LIMIT  # noqa: E402
+from handler.faces import face_mask  # noqa: E402
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
+from model.data import load_split  # noqa: E402
+from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
+from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
+from model.grid import save_labelled_grid  # noqa: E402
+from model.judge import JUDGE_WEIGHTS, load_judge  # noqa: E402
+
+DEFAULT_STRENGTH = 1.0  # the API's default `strength` (handler/schemas.py)
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--model-dir", default=str(ROOT / "layers" / "model"), help="exported model; its card is updated")
+parser.add_argument("--judge", default=str(JUDGE_WEIGHTS), help="judge weights (card next to them)")
+parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
+parser.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="decoded image cache")
+parser.add_argument("--out-dir", default=str(ROOT / "reports"), help="where the JSON, Markdown and PNG go")
+parser.add_argument("--limit", type=int, help="first N images of the split only")
+parser.add_argument("--split", default="test", choices=["test", "val"], help="val: for choosing settings")
+parser.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help="edit strength (API default 1.0)")
+parser.add_argument("--grid-rows", type=int, default=8)
+parser.add_argument("--no-card", action="store_true", help="do not write the numbers into the model card")
+args = parser.parse_args()
+
+started = time.time()
+loaded = load_model(args.model_dir)
+module = loaded.module
+judge, judge_card = load_judge(args.judge)
+size = loaded.resolution
+test = load_split(args.data_dir, args.split, size=size, cache_dir=args.cache_dir, limit=args.limit)
+indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
+settings = EditSettings(gain=float(loaded.card.get("edit_gain", 1.0)), strength=args.strength,
+                        condition_limit=CONDITION_LIMIT, residual_mask=torch.from_numpy(face_mask(size)))
+
+
+class Served:
+    """The TorchScript module under the names model/evaluate.py expects."""
+
+    encode = staticmethod(lambda x: module(x))
+    decode = staticmethod(lambda z, a: module.decode(z, a))
+
+
+edits = evaluate_edits(Served.encode, Served.decode, judge, test, indices, settings, grid_rows=args.grid_rows)
+recon = reconstruction_and_attribute_metrics(Served, test)
+judge_acc = edits["judge_accuracy"]
+
+
+def r(v) -> float:
+    return round(float(v), 4)
+
+
+metrics = {
+    "split": args.split,
+    "images": len(test),
+    "judge_accuracy_mean_40": r(judge_acc.mean()),
+    "judge_accuracy_mean_13": r(judge_acc[indices].mean()),
+    "edit_accuracy": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["edit_accuracy"])},
+    "edit_accuracy_mean": r(edits["edit_accuracy"].mean()),
+    "edit_accuracy_raw": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["edit_accuracy_raw"])},
+    "edit_accuracy_mean_raw": r(edits["edit_accuracy_raw"].mean()),
+    "preservation_error": r(edits["preservation_error"].mean()),
+    "preservation_error_by_attribute": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["preservation_error"])},
+    "preservation_error_raw": r(edits["preservation_error_raw"].mean()),
+    "psnr_db": recon["psnr_db"],
+    "ssim": recon["ssim"],
+    "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
+    "edit_strength": args.strength,
+    "edit_gain": settings.gain,
+}
+report = {"model_version": loaded.version,
+          "judge": {"weights": str(Path(args.judge).relative_to(ROOT)) if Path(args.judge).is_relative_to(ROOT)
+                    else args.judge, "test_accuracy_mean_40": judge_card["test"]["accuracy_mean_40"],
+                    "trained_on": judge_card["training"]["data"]},
+          "protocol": "flip one of the 13 attributes (target = 1 - label; turning one on also turns off what it "
+                      "excludes, e.g. other hair colours); service output = input + face mask * (D(mu, a') - "
+                      "D(mu, a)); edit accuracy = judge sees the target; preservation error = share of the other "
+                      "12 attributes (minus the excluded ones) whose judge reading changed (service: against the "
+                      "input; raw: against D(mu, a))",
+          "metrics": metrics, "seconds": round(time.time() - started, 1)}
+
+out = Path(args.out_dir)
+out.mkdir(parents=True, exist_ok=True)
+(out / "edit_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+rows = ["| attribute | edit accuracy (service) | edit accuracy (raw decoder) | preservation error (service) "
+        "| judge accuracy |", "| --- | --- | --- | --- | --- |"]
+for k, a in enumerate(EDIT_EVAL_ATTRIBUTES):
+    rows.append(f"| {a} | {edits['edit_accuracy'][k]:.3f} | {edits['edit_accuracy_raw'][k]:.3f} "
+                f"| {edits['preservation_error'][k]:.3f} | {judge_acc[indices[k]]:.3f} |")
+rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics['edit_accuracy_mean_raw']:.3f}** "
+            f"| **{metrics['preservation_error']:.3f}** | **{metrics['judge_accuracy_mean_13']:.3f}** |")
+(out / "edit_eval.md").write_text(
+    f"# Edit quality of {report['model_version']}\n\n"
+    f"CelebA {args.split} split, {len(test)} faces, strength {args.strength} (edit gain {settings.gain}). Judge: "
+    f"{metrics['judge_accuracy_mean_40']:.3f} mean accuracy over 40 attributes on these faces "
+    f"({metrics['judge_accuracy_mean_13']:.3f} over the 13). Reconstruction: {metrics['psnr_db']:.2f} dB PSNR, SSIM "
+    f"{metrics['ssim']:.3f}; attribute head {metrics['attribute_accuracy_mean']:.3f} over 40.\n\n"
+    + "\n".join(rows) + "\n\n![edits](edit_eval.png)\n\nColumns: input, then each attribute flipped "
+    "(service output). " + report["protocol"] + ".\n")
+save_labelled_grid(edits["grid_columns"], ["input", *EDIT_EVAL_ATTRIBUTES], out / "edit_eval.png")
+
+if not args.no_card:
+    card_path = Path(args.model_dir) / CARD_FILE
+    card = json.loads(card_path.read_text())
+    card["metrics"] = {**card.get("metrics", {}), **metrics}
+    card["evaluation"] = {"protocol": report["protocol"], "judge": report["judge"]}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
+print(f"wrote {out}/edit_eval.json, .md, .png in {time.time() - started:.0f} s")

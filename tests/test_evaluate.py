@@ -1,0 +1,64 @@
+"""The edit-quality evaluation (scripts/evaluate.py) and the judge's training script, run on a few CelebA test
+faces: the report, the grid and the model card's metrics are produced and their numbers are in range."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import CELEBA, ROOT
+
+pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found at {CELEBA}")
+
+CARD_KEYS = {"judge_accuracy_mean_40", "judge_accuracy_mean_13", "edit_accuracy", "edit_accuracy_mean",
+             "edit_accuracy_mean_raw", "preservation_error", "psnr_db", "ssim", "attribute_accuracy_mean",
+             "edit_strength"}
+EDITED = ["Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male",
+          "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young"]
+
+
+def run(args: list[str]) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_evaluate_writes_report_grid_and_card(tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(ROOT / "layers" / "model", model_dir)
+    out = tmp_path / "report"
+    run(["scripts/evaluate.py", "--limit", "24", "--model-dir", str(model_dir), "--out-dir", str(out),
+         "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(CELEBA), "--grid-rows", "4"])
+
+    metrics = json.loads((model_dir / "model_card.json").read_text())["metrics"]
+    assert CARD_KEYS <= set(metrics)
+    assert set(metrics["edit_accuracy"]) == set(EDITED)
+    for key in ("judge_accuracy_mean_40", "judge_accuracy_mean_13", "edit_accuracy_mean", "edit_accuracy_mean_raw",
+                "preservation_error", "ssim", "attribute_accuracy_mean", *(f"edit_accuracy.{a}" for a in EDITED)):
+        value = metrics["edit_accuracy"][key.split(".")[1]] if "." in key else metrics[key]
+        assert 0.0 <= value <= 1.0, key
+    assert metrics["judge_accuracy_mean_40"] > 0.7  # the committed judge reads real faces well
+    assert 10 < metrics["psnr_db"] < 40 and metrics["edit_strength"] == 1.0
+    assert metrics["images"] == 24
+
+    report = json.loads((out / "edit_eval.json").read_text())
+    assert report["metrics"] == {k: v for k, v in metrics.items() if k in report["metrics"]}
+    table = (out / "edit_eval.md").read_text()
+    assert all(f"| {a} |" in table for a in EDITED)
+    grid = Image.open(out / "edit_eval.png")
+    size = json.loads((model_dir / "model_card.json").read_text())["resolution"]
+    assert grid.size[0] == (1 + len(EDITED)) * size and grid.size[1] > 4 * size  # 4 rows under a header
+
+
+def test_judge_training_script(tmp_path):
+    weights = tmp_path / "judge.pt"
+    out = run(["scripts/train_judge.py", "--train-limit", "256", "--test-limit", "32", "--epochs", "1",
+               "--batch-size", "64", "--out", str(weights), "--cache-dir", str(tmp_path / "cache"),
+               "--data-dir", str(CELEBA)])
+    assert "test accuracy" in out
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert 0.0 <= card["test"]["accuracy_mean_40"] <= 1.0 and card["test"]["images"] == 32
+    assert set(EDITED) <= set(card["test"]["accuracy"])
