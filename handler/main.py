@@ -19,7 +19,6 @@ from handler.observability import logger, metrics, tracer
 get_editor()
 
 
-
 class StagePrefix:
     """Sets the ASGI root_path to the API Gateway stage prefix ("/prod"), so /docs points its browser at
     /prod/openapi.json. Behind a custom domain without a prefix, requestContext.path equals path and nothing changes."""

@@ -51,11 +51,20 @@ def latent_confusion_loss(adversary: LatentAdversary, mu: Tensor) -> Tensor:
     return attribute_loss(logits, torch.full_like(logits, 0.5))
 
 
-def edit_classification_loss(model: CVAE, mu: Tensor, target01: Tensor) -> Tensor:
+def edit_classification_loss(model: CVAE, mu: Tensor, target01: Tensor, x: Tensor | None = None,
+                             labels01: Tensor | None = None) -> Tensor:
     """AttGAN-style loss (He et al., "AttGAN", 2019): decode under edited attributes and ask the model's own
     attribute head to see them. The head's weights are detached here, so only the decoder learns from it
-    (the head cannot be bent into agreeing with the decoder)."""
+    (the head cannot be bent into agreeing with the decoder).
+
+    Given the input x and its labels, the head also judges what the service returns: the residual edit
+    x + D(mu, a') - D(mu, a), whose unchanged sharp pixels can hide an edit that the raw decode shows."""
     edited = model.decode(mu.detach(), labels_to_condition(target01))
     frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
     _, _, logits = functional_call(model.encoder, frozen, (edited,))
-    return attribute_loss(logits, target01)
+    loss = attribute_loss(logits, target01)
+    if x is None or labels01 is None:
+        return loss
+    base = model.decode(mu.detach(), labels_to_condition(labels01)).detach()
+    _, _, logits = functional_call(model.encoder, frozen, ((x + edited - base).clamp(-1, 1),))
+    return (loss + attribute_loss(logits, target01)) / 2

@@ -36,6 +36,8 @@ class TrainSettings:
     adv_weight: float = 0.0  # weight of the latent-confusion loss against the latent adversary (0: no adversary)
     adv_warmup: int = 1000  # steps over which adv_weight ramps up from 0
     adv_lr: float = 1e-3
+    edit_on_residual: bool = False  # the edit loss also judges the service's residual edit of the input
+    init_from: str | None = None  # start from this checkpoint's weights (a fine-tune), with a fresh optimizer
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -76,6 +78,12 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
     adv_optimizer = torch.optim.Adam(adversary.parameters(), lr=settings.adv_lr)
     step, images_seen, train_seconds = 0, 0, 0.0
     ckpt_path = out / "checkpoint.pt"
+    if settings.init_from and not (resume and ckpt_path.exists()):
+        init = torch.load(settings.init_from, map_location=device, weights_only=False)
+        model.load_state_dict(init["model"])
+        adversary.load_state_dict(init["adversary"])
+        if master:
+            print(f"initialised from {settings.init_from} (step {init['step']})")
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -114,7 +122,9 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
         recon, mu, logvar, logits = ddp(x, labels_to_condition(labels))
         rec, kld = vae_loss(recon, x, mu, logvar, settings.beta)
         attr = attribute_loss(logits, labels)
-        edit = edit_classification_loss(model, mu, edit_targets(labels, focus, editable, settings.edit_focus_share))
+        targets = edit_targets(labels, focus, editable, settings.edit_focus_share)
+        edit = (edit_classification_loss(model, mu, targets, x, labels) if settings.edit_on_residual
+                else edit_classification_loss(model, mu, targets))
         loss = rec + kld + settings.attr_weight * attr + settings.edit_weight * edit
         if settings.adv_weight > 0:
             ramp = min(1.0, step / max(1, settings.adv_warmup))
