@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations  # noqa: E402
@@ -60,6 +61,17 @@ train_labels = np.stack([labels[n] for n, s in partition.items() if s == SPLITS[
 # /v1/generate sets attributes the caller leaves out to how often they occur in the training faces.
 prevalence = {a: round(float(p), 4) for a, p in zip(CELEBA_ATTRIBUTES, train_labels.mean(0))}
 train_seconds = ckpt["train_seconds"]
+# A fine-tune (settings.init_from) records the run it started from, so the card holds the whole recipe.
+parent = None
+if settings.get("init_from"):
+    init_path = Path(settings["init_from"])
+    init_path = init_path if init_path.is_absolute() else ROOT / init_path
+    if init_path.exists():
+        init = torch.load(init_path, map_location="cpu", weights_only=False)
+        parent = {"checkpoint": settings["init_from"], "steps": init["step"], "images_seen": init["images_seen"],
+                  "train_minutes": round(init["train_seconds"] / 60, 1), "settings": init["settings"]}
+    else:
+        parent = {"checkpoint": settings["init_from"], "note": "checkpoint not found at export time"}
 version = args.version or f"cvae{size}-{dt.date.today():%Y%m%d}-s{ckpt['step']}"
 
 card = {
@@ -86,7 +98,8 @@ card = {
                          f"{size}x{size}", "images": int(37540 if settings.get("train_limit") is None else settings["train_limit"]),
                  "steps": ckpt["step"], "images_seen": ckpt["images_seen"], "train_minutes": round(train_seconds / 60, 1),
                  "images_per_second": round(ckpt["images_seen"] / max(train_seconds, 1e-9), 1),
-                 "settings": settings, "device": ckpt.get("device", "cpu")},
+                 "settings": settings, "device": ckpt.get("device", "cpu"),
+                 **({"initialised_from": parent} if parent else {})},
     "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
     "license_note": "Trained on CelebA, which is for non-commercial research use.",
 }

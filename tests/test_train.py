@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import CELEBA, ROOT
+from handler.artifact import load_model
 
 pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found at {CELEBA}")
 
@@ -49,3 +50,28 @@ def test_two_ddp_processes(tmp_path):
                "scripts/train.py", "--config", str(config)])
     assert "2 process(es)" in out and "step 2/2" in out
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
+def test_fine_tune_then_export_records_the_chain(tmp_path):
+    """A fine-tune (init_from, edit loss on the residual edit) starts from another run's weights, and the exported
+    model card records both runs; the artifact loads the way the handler loads it."""
+    base = write_config(tmp_path, steps=2)
+    run([sys.executable, "scripts/train.py", "--config", str(base)])
+    config = json.loads(base.read_text())
+    config.update(init_from=str(tmp_path / "run" / "checkpoint.pt"), edit_on_residual=True,
+                  out_dir=str(tmp_path / "fine"))
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps(config))
+    out = run([sys.executable, "scripts/train.py", "--config", str(fine)])
+    assert "initialised from" in out and "step 2/2" in out
+
+    run([sys.executable, "scripts/export.py", "--checkpoint", str(tmp_path / "fine" / "checkpoint.pt"),
+         "--out-dir", str(tmp_path / "artifact"), "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"),
+         "--limit", "16", "--calibration-images", "16", "--gains", "1,2"])
+    card = json.loads((tmp_path / "artifact" / "model_card.json").read_text())
+    assert card["training"]["settings"]["edit_on_residual"] is True
+    assert card["training"]["initialised_from"]["steps"] == 2
+    assert card["edit_gain"] in (1.0, 2.0)
+
+    loaded = load_model(tmp_path / "artifact")
+    assert loaded.version == card["version"] and loaded.resolution == 64
