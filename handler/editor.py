@@ -203,12 +203,14 @@ class Editor:
         return edited, results
 
     def generate(self, planned: list[PlannedEdit], *, count: int, seed: int, size: int) -> list[np.ndarray]:
-        """New faces: z ~ N(0, I) (seeded), attributes not given set to their training-set prevalence."""
+        """New faces: latents drawn (seeded) from the artifact's fit of real faces' latents, attributes not given
+        set to their training-set prevalence."""
         probs = self.prior.clone()
         for p in planned:
             probs[p.index] = probs[p.index] + p.value if p.is_delta else p.value
         generator = torch.Generator().manual_seed(seed)
-        z = torch.randn(count, self.model.latent_dim, generator=generator)
+        with torch.inference_mode():
+            z = self.module.sample_latent(torch.randn(count, self.model.latent_dim, generator=generator))
         images = to_pixels(self.decode(z, probs.expand(count, -1)))
         return [resize_square(np.clip(im, 0, 255).round().astype(np.uint8), size) for im in images]
 

