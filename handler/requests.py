@@ -23,6 +23,8 @@ IMAGE_FIELDS = {"image": "image_base64", "image2": "image2_base64"}
 # multipart file field -> JSON field with a URL of the same image
 URL_FIELDS = {"image": "image_url", "image2": "image2_url"}
 BASE64_OVERHEAD = 4 / 3
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+JSON_LIKE = ("", "application/json", "text/plain", FORM_URLENCODED)  # bodies read as JSON
 
 
 def decode_base64(text: str, field: str) -> bytes:
@@ -52,9 +54,14 @@ async def read_request(request: Request, schema: type[T], *, max_image_bytes: in
                     images[key] = await value.read(max_image_bytes + 1)
                 else:
                     fields[key] = _form_value(key, value, schema)
-    elif content_type in ("", "application/json", "text/plain") or content_type.endswith("+json"):
-        # No-code tools sometimes send JSON without a Content-Type (or as text/plain).
+    elif content_type in JSON_LIKE or content_type.endswith("+json"):
+        # No-code tools sometimes send JSON without a Content-Type, as text/plain, or (like `curl -d`) labelled as
+        # a form; a form body that is not a JSON object is refused below.
         raw = await request.body()
+        if content_type == FORM_URLENCODED and not raw.lstrip().startswith(b"{"):
+            raise UnsupportedMediaType("form-encoded bodies are not accepted: send JSON (Content-Type: "
+                                       "application/json) or multipart/form-data",
+                                       supported=["application/json", "multipart/form-data"])
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}", limit_bytes=limit)
         try:

@@ -101,10 +101,18 @@ def test_multipart_upload_matches_json(client, photo):
     assert form.content == client.post("/v1/edit", json={"image_base64": b64(photo), "edits": {"blond": 1.0}}).content
 
 
-def test_json_without_content_type_is_accepted(client, photo):
+@pytest.mark.parametrize("content_type", ["", "text/plain", "application/x-www-form-urlencoded"])
+def test_json_without_a_json_content_type_is_accepted(client, photo, content_type):
+    """No-code tools omit the header or send text/plain; `curl -d` labels JSON as a form."""
     r = client.post("/v1/analyze", content=json.dumps({"image_base64": b64(photo)}).encode(),
-                    headers={"Content-Type": ""})
+                    headers={"Content-Type": content_type})
     assert r.status_code == 200, r.text
+
+
+def test_a_real_form_body_is_refused(client):
+    r = client.post("/v1/analyze", content=b"image_url=https%3A%2F%2Fexample.com%2Fa.jpg",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert error(r, 415, "unsupported_media_type")["supported"] == ["application/json", "multipart/form-data"]
 
 
 def test_face_selection(client, photo):
