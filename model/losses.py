@@ -1,5 +1,7 @@
 """Training losses for the CVAE."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -51,14 +53,28 @@ def latent_confusion_loss(adversary: LatentAdversary, mu: Tensor) -> Tensor:
     return attribute_loss(logits, torch.full_like(logits, 0.5))
 
 
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Each channel blurred by a Gaussian of `sigma` pixels (kernel 2 * ceil(2 sigma) + 1, reflected borders)."""
+    radius = max(1, int(math.ceil(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t**2 / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def edit_classification_loss(model: CVAE, mu: Tensor, target01: Tensor, x: Tensor | None = None,
-                             labels01: Tensor | None = None) -> Tensor:
+                             labels01: Tensor | None = None, residual_blur: float = 0.0) -> Tensor:
     """AttGAN-style loss (He et al., "AttGAN", 2019): decode under edited attributes and ask the model's own
     attribute head to see them. The head's weights are detached here, so only the decoder learns from it
     (the head cannot be bent into agreeing with the decoder).
 
     Given the input x and its labels, the head also judges what the service returns: the residual edit
-    x + D(mu, a') - D(mu, a), whose unchanged sharp pixels can hide an edit that the raw decode shows."""
+    x + D(mu, a') - D(mu, a), whose unchanged sharp pixels can hide an edit that the raw decode shows.
+    residual_blur (sigma, pixels) low-passes the residual first: judged sharp, the decoder learns coloured
+    high-frequency speckle that classifiers read as the attribute and people do not."""
     edited = model.decode(mu.detach(), labels_to_condition(target01))
     frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
     _, _, logits = functional_call(model.encoder, frozen, (edited,))
@@ -66,5 +82,6 @@ def edit_classification_loss(model: CVAE, mu: Tensor, target01: Tensor, x: Tenso
     if x is None or labels01 is None:
         return loss
     base = model.decode(mu.detach(), labels_to_condition(labels01)).detach()
-    _, _, logits = functional_call(model.encoder, frozen, ((x + edited - base).clamp(-1, 1),))
+    residual = edited - base if residual_blur <= 0 else gaussian_blur(edited - base, residual_blur)
+    _, _, logits = functional_call(model.encoder, frozen, ((x + residual).clamp(-1, 1),))
     return (loss + attribute_loss(logits, target01)) / 2

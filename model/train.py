@@ -37,6 +37,7 @@ class TrainSettings:
     adv_warmup: int = 1000  # steps over which adv_weight ramps up from 0
     adv_lr: float = 1e-3
     edit_on_residual: bool = False  # the edit loss also judges the service's residual edit of the input
+    edit_residual_blur: float = 0.0  # sigma (pixels) of a Gaussian low-pass on that residual (0: none)
     init_from: str | None = None  # start from this checkpoint's weights (a fine-tune), with a fresh optimizer
     seed: int = 0
     log_every: int = 50
@@ -123,7 +124,8 @@ def train(settings: TrainSettings, *, resume: bool = False) -> Path:
         rec, kld = vae_loss(recon, x, mu, logvar, settings.beta)
         attr = attribute_loss(logits, labels)
         targets = edit_targets(labels, focus, editable, settings.edit_focus_share)
-        edit = (edit_classification_loss(model, mu, targets, x, labels) if settings.edit_on_residual
+        edit = (edit_classification_loss(model, mu, targets, x, labels, settings.edit_residual_blur)
+                if settings.edit_on_residual
                 else edit_classification_loss(model, mu, targets))
         loss = rec + kld + settings.attr_weight * attr + settings.edit_weight * edit
         if settings.adv_weight > 0:

@@ -9,7 +9,7 @@ from model.attribute_rules import HAIR_COLOURS, flip
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
 from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript, fit_latent_prior
-from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets,
+from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets, gaussian_blur,
                           latent_confusion_loss, vae_loss)
 
 CONFIG = CVAEConfig(image_size=64, latent_dim=16, base_channels=8)
@@ -142,3 +142,11 @@ def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
     from handler.artifact import load_model
     eps = torch.randn(5, CONFIG.latent_dim)
     torch.testing.assert_close(load_model(tmp_path).module.sample_latent(eps), mean + eps @ scale.T)
+
+
+def test_gaussian_blur_keeps_smooth_changes_and_removes_speckle():
+    smooth = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    speckle = torch.ones(1, 3, 64, 64)
+    speckle[..., ::2, ::2] = -1
+    torch.testing.assert_close(gaussian_blur(smooth, 1.5)[..., 8:-8], smooth[..., 8:-8], atol=1e-4, rtol=0)
+    assert gaussian_blur(speckle, 1.5).std() < 0.05 * speckle.std()

@@ -58,7 +58,7 @@ def test_fine_tune_then_export_records_the_chain(tmp_path):
     base = write_config(tmp_path, steps=2)
     run([sys.executable, "scripts/train.py", "--config", str(base)])
     config = json.loads(base.read_text())
-    config.update(init_from=str(tmp_path / "run" / "checkpoint.pt"), edit_on_residual=True,
+    config.update(init_from=str(tmp_path / "run" / "checkpoint.pt"), edit_on_residual=True, edit_residual_blur=1.5,
                   out_dir=str(tmp_path / "fine"))
     fine = tmp_path / "fine.json"
     fine.write_text(json.dumps(config))
