@@ -27,10 +27,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore", populate_by_name=True)
 
     model_dir: Path = env("MODEL_DIR", DEFAULT_MODEL_DIR, "folder with cvae.torchscript.pt and model_card.json")
-    max_image_bytes: int = env("MAX_IMAGE_BYTES", 10 * 1024 * 1024, "encoded upload size, bytes", ge=1024)
-    max_image_pixels: int = env("MAX_IMAGE_PIXELS", 40_000_000, "decoded width * height", ge=64 * 64)
+    max_image_bytes: int = env("MAX_IMAGE_BYTES", 10 * 1024 * 1024, "encoded upload size, bytes", ge=1)
+    max_image_pixels: int = env("MAX_IMAGE_PIXELS", 40_000_000, "decoded width * height", ge=1)
     # Lambda's 6 MB response limit applies after base64 (x 4/3), so about 4.5 MB of result at most.
-    max_response_bytes: int = env("MAX_RESPONSE_BYTES", 4_400_000, "encoded result, bytes", ge=1024)
+    max_response_bytes: int = env("MAX_RESPONSE_BYTES", 4_400_000, "encoded result, bytes", ge=1)
     max_faces: int = env("MAX_FACES", 8, "faces edited in one request with face=\"all\"", ge=1, le=100)
     max_generate: int = env("MAX_GENERATE", 16, "faces per /v1/generate call", ge=1, le=100)
     max_frames: int = env("MAX_FRAMES", 30, "frames per /v1/interpolate call", ge=2, le=300)
