@@ -6,16 +6,21 @@
 - the connection goes to the vetted address itself (the host's name is sent as Host header and TLS SNI, and the
   certificate is verified against it), so a second DNS answer cannot swap in another address, and the address
   actually connected to is checked once more;
-- at most `max_redirects` redirects, a byte cap enforced while streaming, connect/read/total timeouts.
+- at most `max_redirects` redirects, a byte cap enforced while streaming, connect/read/total timeouts. The total
+  is a real deadline: DNS, connect, TLS handshake, every read of the status line, headers and body, and every
+  redirect share it, so a host that drips a byte at a time cannot hold a fetch past it.
 
 Refusals are 4xx ApiErrors (handler/errors.py); a remote host that fails or stalls gives 502/504.
 """
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urljoin, urlsplit
 
 from handler.errors import (UrlFetchFailed, UrlHostNotAllowed, UrlInvalid, UrlSchemeNotAllowed, UrlTimeout,
@@ -37,6 +42,9 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Test-only: networks exempt from the address rules. The tests put 127.0.0.0/8 here with monkeypatch to fetch
 # from a local server; nothing in production (no setting, no environment variable) fills it.
 EXEMPT_NETWORKS: tuple = ()
+
+# getaddrinfo has no timeout of its own: it runs here, and the fetch stops waiting at its deadline.
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolve")
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -60,10 +68,13 @@ def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
-def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def resolve(host: str, port: int, timeout: float | None = None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        infos = future.result(timeout)
+    except FutureTimeout:
+        raise UrlTimeout(f"resolving {host!r} took too long", host=host) from None
+    except (socket.gaierror, UnicodeError, OSError):
         raise UrlFetchFailed(f"could not resolve the host {host!r}", host=host) from None
     addresses = []
     for *_, sockaddr in infos:
@@ -83,26 +94,70 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def _time_left(deadline: float, limit: float) -> float:
+    """Seconds the next step may wait: `limit`, cut to what is left before the deadline; TimeoutError past it."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the fetch deadline has passed")
+    return min(limit, remaining)
+
+
+class _DeadlineSocket:
+    """The connected (TLS) socket as http.client sees it: every send and receive may wait at most the read timeout
+    and never past the fetch's deadline, so the status line and headers are bounded like the body."""
+
+    def __init__(self, sock: socket.socket, *, deadline: float, read_timeout: float):
+        self.sock, self.deadline, self.read_timeout = sock, deadline, read_timeout
+        self._files, self._closed = 0, False  # as socket.socket: close() waits for the response's file
+
+    def sendall(self, data) -> None:
+        self.sock.settimeout(_time_left(self.deadline, self.read_timeout))
+        self.sock.sendall(data)
+
+    def recv_into(self, buffer, nbytes: int = 0) -> int:
+        self.sock.settimeout(_time_left(self.deadline, self.read_timeout))
+        return self.sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *args, **kwargs):
+        self._files += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"))
+
+    def _decref_socketios(self) -> None:  # SocketIO.close()
+        self._files -= 1
+        if self._closed and self._files <= 0:
+            self.sock.close()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:  # http.client closes the connection while the response may still read from it
+        self._closed = True
+        if self._files <= 0:
+            self.sock.close()
+
+
 class _PinnedConnection(http.client.HTTPConnection):
     """Connects to the vetted address; http.client still sends the URL's host in the Host header."""
 
-    def __init__(self, host: str, port: int, ip, *, connect_timeout: float, read_timeout: float, tls: bool):
+    def __init__(self, host: str, port: int, ip, *, connect_timeout: float, read_timeout: float, tls: bool,
+                 deadline: float):
         super().__init__(host, port, timeout=connect_timeout)
-        self.ip, self.read_timeout, self.tls = ip, read_timeout, tls
+        self.ip, self.read_timeout, self.tls, self.deadline = ip, read_timeout, tls, deadline
 
     def connect(self) -> None:
-        sock = _connect(self.ip, self.port, self.timeout)
+        sock = _connect(self.ip, self.port, _time_left(self.deadline, self.timeout))
         try:
             peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
             if peer != self.ip or not address_allowed(peer):
                 raise UrlHostNotAllowed(f"connected to {peer}, not the vetted address {self.ip}", host=self.host)
             if self.tls:  # SNI and certificate check against the URL's host name, not the address
+                # The handshake as a whole is bounded by the socket's timeout (CPython keeps one deadline for it).
+                sock.settimeout(_time_left(self.deadline, self.read_timeout))
                 sock = ssl_context().wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise
-        sock.settimeout(self.read_timeout)
-        self.sock = sock
+        self.sock = _DeadlineSocket(sock, deadline=self.deadline, read_timeout=self.read_timeout)
 
 
 def _parse(url: str) -> tuple[str, str, int, str]:
@@ -130,15 +185,15 @@ def _get(url: str, *, max_bytes: int, connect_timeout: float, read_timeout: floa
          deadline: float) -> tuple[bytes | None, str | None]:
     """One hop: -> (body, None), or (None, Location) for a redirect."""
     scheme, host, port, target = _parse(url)
-    addresses = resolve(host, port)
-    refused = [ip for ip in addresses if not address_allowed(ip)]
-    if refused:
-        raise UrlHostNotAllowed(f"{host} resolves to {refused[0]}, which is not a public address", host=host)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise UrlTimeout("fetching the image URL took too long")
-    conn = _PinnedConnection(host, port, addresses[0], connect_timeout=min(connect_timeout, remaining),
-                             read_timeout=min(read_timeout, remaining), tls=scheme == "https")
+    addresses = resolve(host, port, timeout=remaining)
+    refused = [ip for ip in addresses if not address_allowed(ip)]
+    if refused:
+        raise UrlHostNotAllowed(f"{host} resolves to {refused[0]}, which is not a public address", host=host)
+    conn = _PinnedConnection(host, port, addresses[0], connect_timeout=connect_timeout, read_timeout=read_timeout,
+                             tls=scheme == "https", deadline=deadline)
     try:
         conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept": "image/*",
                                              "Accept-Encoding": "identity"})
@@ -161,11 +216,9 @@ def _get(url: str, *, max_bytes: int, connect_timeout: float, read_timeout: floa
             total += len(chunk)
             if total > max_bytes:
                 raise UrlTooLarge(f"the image at the URL is over the limit of {max_bytes} bytes", limit_bytes=max_bytes)
-            if time.monotonic() > deadline:
-                raise UrlTimeout("fetching the image URL took too long")
             chunks.append(chunk)
         return b"".join(chunks), None
-    except TimeoutError:
+    except TimeoutError:  # a read or connect timeout, or the deadline (socket.timeout is TimeoutError)
         raise UrlTimeout(f"{host} did not answer in time") from None
     except ssl.SSLCertVerificationError as exc:
         raise UrlFetchFailed(f"the TLS certificate of {host} is not valid: {exc.verify_message}") from None

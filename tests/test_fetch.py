@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,8 +69,24 @@ class Images(BaseHTTPRequestHandler):
             self.send(200, b"\xff" * 300_000)
         elif url.path == "/stall":
             self.stall.wait(10)
+        elif url.path == "/drip-headers":  # a valid status line, then one header byte every 0.2 s, for 20 s
+            self.drip(b"HTTP/1.1 200 OK\r\n", b"X")
+        elif url.path == "/drip-body":  # headers at once, then one body byte every 0.2 s
+            self.drip(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n", b"\xff")
         else:
             self.send(404, b"not here")
+
+    def drip(self, head: bytes, byte: bytes) -> None:
+        try:
+            self.wfile.write(head)
+            for _ in range(100):
+                if self.stall.wait(0.2):
+                    return
+                self.wfile.write(byte)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
 
 
 def serve(context: ssl.SSLContext | None = None):
@@ -207,6 +224,27 @@ def test_upstream_failures(server, loopback_allowed):
 
 def test_a_stalled_server_times_out(server, loopback_allowed):
     assert refused(f"{server}/stall", "url_timeout", read_timeout=0.3).status_code == 504
+
+
+@pytest.mark.parametrize("path", ["/drip-headers", "/drip-body"])
+def test_the_total_deadline_covers_headers_and_body(server, loopback_allowed, path):
+    """Every read gets a byte within the read timeout, yet the fetch as a whole stops at the total deadline."""
+    started = time.monotonic()
+    refused(f"{server}{path}", "url_timeout", read_timeout=5.0, total_timeout=1.0)
+    assert time.monotonic() - started < 1.8
+
+
+def test_the_total_deadline_covers_redirects_and_a_slow_resolver(server, loopback_allowed, monkeypatch):
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        time.sleep(0.4)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    refused(f"{server}/redirect/3", "url_timeout", total_timeout=1.0)  # 4 hops of 0.4 s each
+    assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("url,code", [
