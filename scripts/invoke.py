@@ -1,5 +1,6 @@
-"""Run the Lambda handler on an API Gateway event and print the response (image bodies are summarised, or saved
-with --save), without Docker.
+"""Run the Lambda handler on an API Gateway event, without Docker. The response goes to stdout whole, as JSON (so
+`| jq` works); the function's logs and metrics, and the timings, go to stderr. --save writes the decoded body (the
+image) to a file; --body prints only the body.
 
 In-process (default): calls handler.main.handler directly, as `sam local invoke -e <event>` would.
 --runtime: the path the AWS container runs. The real Lambda runtime interface client (awslambdaric, as in the
@@ -7,12 +8,14 @@ image's entry point) runs `handler.main.handler` in a child process and fetches 
 Runtime API (on 127.0.0.1), which feeds it this one event, takes the response, and stops.
 
     python scripts/invoke.py events/edit.json
-    python scripts/invoke.py events/edit.json --save /tmp/edited.png
+    python scripts/invoke.py events/edit_image.json --save /tmp/edited.jpg
+    python scripts/invoke.py events/attributes.json | jq '.body | fromjson | .model'
     python scripts/invoke.py --runtime events/attributes.json
 """
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -133,23 +136,25 @@ def invoke_with_runtime_client(event: dict, *, timeout: float = 300) -> tuple[st
     return api.outcome
 
 
-def show(response: dict, save: str | None) -> None:
+def show(response: dict, *, save: str | None = None, body_only: bool = False) -> None:
+    """The whole response on stdout (or only its body); the decoded body written to `save`."""
     body = response.get("body") or ""
     raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
     if save:
         Path(save).write_bytes(raw)
-    shown = dict(response)
-    if response.get("isBase64Encoded"):
-        shown["body"] = f"<{len(raw)} bytes of {response.get('headers', {}).get('content-type')}>"
-    elif len(body) > 2000:
-        shown["body"] = body[:2000] + f"... <{len(body)} characters>"
-    print(json.dumps(shown, indent=2))
+        print(f"wrote {len(raw)} bytes of {response.get('headers', {}).get('content-type')} to {save}",
+              file=sys.stderr)
+    if body_only:
+        sys.stdout.write(body + ("\n" if not body.endswith("\n") else ""))
+    else:
+        print(json.dumps(response, indent=2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("event", help="API Gateway (REST, payload v1) event JSON file")
-    parser.add_argument("--save", help="write the decoded response body to this file")
+    parser.add_argument("--save", metavar="FILE", help="write the decoded response body (the image) to FILE")
+    parser.add_argument("--body", action="store_true", help="print only the response body (base64 if binary)")
     parser.add_argument("--runtime", action="store_true",
                         help="run it through the Lambda runtime interface client (awslambdaric) in a child process")
     args = parser.parse_args()
@@ -161,14 +166,17 @@ def main() -> None:
         if kind != "response":
             print(json.dumps({kind: outcome}, indent=2))
             sys.exit(1)
-        show(outcome, args.save)
+        show(outcome, save=args.save, body_only=args.body)
         print(f"runtime client: cold start and invoke {time.perf_counter() - started:.2f} s", file=sys.stderr)
         return
-    from handler.main import handler  # noqa: E402  (imports torch and loads the model: the cold start)
-    loaded = time.perf_counter()
-    response = handler(event, LocalContext())
+    # Powertools logs and flushes metrics to stdout, as Lambda expects; here stdout is the response's, so the
+    # function's output goes to stderr (the logger takes its stream when handler.main is imported).
+    with contextlib.redirect_stdout(sys.stderr):
+        from handler.main import handler  # noqa: E402  (imports torch and loads the model: the cold start)
+        loaded = time.perf_counter()
+        response = handler(event, LocalContext())
     done = time.perf_counter()
-    show(response, args.save)
+    show(response, save=args.save, body_only=args.body)
     print(f"cold start {loaded - started:.2f} s, invoke {done - loaded:.2f} s", file=sys.stderr)
 
 
