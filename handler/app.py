@@ -1,7 +1,12 @@
-"""The FastAPI app: thin routes that validate, call the Editor, and map domain errors to JSON."""
+"""The FastAPI app: thin routes that validate, call the Editor, and map domain errors to JSON.
+
+Heavy requests (analyze, edit, generate, interpolate) each hold a slot of handler/limits.py while they run, and do
+their CPU work (decoding, the model, encoding, base64, JSON of large bodies) in worker threads, so the event loop
+keeps answering (/healthz, other callers) and a caller past the bound gets 503 `busy` at once."""
 
 import base64
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Annotated
@@ -10,20 +15,23 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from handler import openapi
 from handler.artifact import load_model
 from handler.attributes import NOT_EDITABLE
 from handler.config import get_settings
 from handler.editor import MAX_STRENGTH, Editor
 from handler.errors import ApiError, InvalidRequest, NotAcceptable, ResultTooLarge
-from handler.imaging import DecodedImage, decode_image, encode_animation, encode_image, fit_within, strip
+from handler.imaging import (DecodedImage, decode_image, encode_animation, encode_image, estimate_encoded_size,
+                             fit_within, image_size, strip)
+from handler.limits import Ticket, get_limiter
 from handler.observability import logger, metrics
 from handler.requests import read_request
 from handler.schemas import (AnalyzeRequest, AnalyzeResponse, AttributeInfo, AttributesResponse, EditRequest,
-                             EditResponse, ErrorResponse, FaceAttributes, FaceEdit, GenerateRequest,
-                             GenerateResponse, InterpolateRequest, InterpolateResponse, ModelInfo)
+                             EditResponse, FaceAttributes, FaceEdit, GenerateRequest, GenerateResponse,
+                             InterpolateRequest, InterpolateResponse, ModelInfo)
 from handler.storage import ResultStore, get_result_store
 from handler.web import mount_page
 
@@ -33,7 +41,11 @@ Images go in as JSON `image_base64`, as JSON `image_url` (fetched by the service
 `image`. `"output": "url"` returns a presigned `image_url` to the stored result instead of the image. Errors are JSON:
 `{"error": {"code": "no_face", "message": "..."}}`."""
 
-ERRORS = {status: {"model": ErrorResponse} for status in (406, 413, 415, 422, 502, 503, 504)}
+# Statuses every /v1 operation can answer (403/429 and 504 from API Gateway when deployed), then per operation.
+COMMON_ERRORS = (403, 429, 500, 503, 504)
+IMAGE_ERRORS = openapi.error_responses(400, 409, 413, 415, 422, 502, *COMMON_ERRORS)
+ESTIMATE_MARGIN = 1.25  # refuse before encoding only when the estimate is this far over the limit
+
 
 @lru_cache(maxsize=1)
 def get_editor() -> Editor:
@@ -52,16 +64,27 @@ async def lifespan(_: FastAPI):
 
 app = FastAPI(title="Face Interpolator", version="1.0.0", description=API_DESCRIPTION, lifespan=lifespan)
 mount_page(app)  # the try-it page at / (handler/web.py, handler/static/)
+openapi.install(app, [AnalyzeRequest, EditRequest, GenerateRequest, InterpolateRequest])
+
+
+async def heavy_work() -> AsyncIterator[Ticket]:
+    """A slot for one image request (503 busy when none is free), released when the request is done."""
+    ticket = get_limiter().enter()
+    try:
+        yield ticket
+    finally:
+        ticket.release()
 
 
 EditorDep = Annotated[Editor, Depends(get_editor)]
+WorkDep = Annotated[Ticket, Depends(heavy_work)]
 
 
 # ---- errors: everything the client gets back is JSON with a machine-readable code ---------------------------
 @app.exception_handler(ApiError)
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     logger.info("request refused", extra={"code": exc.code, "status": exc.status_code, "path": request.url.path})
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
 
 
 @app.exception_handler(RequestValidationError)
@@ -72,7 +95,16 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+    # exc.headers carries Allow on a 405
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+@app.exception_handler(ClientDisconnect)
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """The caller left before its body arrived: nobody reads the answer, and it is not a server error."""
+    logger.info("client disconnected", extra={"path": request.url.path})
+    return Response(status_code=499)  # nginx's "client closed request"; only logs see it
 
 
 @app.exception_handler(Exception)
@@ -87,11 +119,15 @@ def model_info(editor: Editor) -> ModelInfo:
     return ModelInfo(version=editor.model.version, resolution=editor.size)
 
 
-def require_image(images: dict[str, bytes], field: str = "image") -> DecodedImage:
+def require_image(images: dict[str, bytes], work: Ticket, field: str = "image") -> DecodedImage:
+    """Decode an image (in a worker thread), its pixels reserved against the memory budget first."""
     if field not in images:
         raise InvalidRequest(f"no image: send JSON {field}_base64 or {field}_url, or a multipart file field {field!r}",
                              field=field)
     settings = get_settings()
+    width, height = image_size(images[field])
+    if width * height <= settings.max_image_pixels:  # larger: decode_image refuses it without decoding
+        work.reserve(width * height)
     return decode_image(images[field], max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
 
 
@@ -123,6 +159,23 @@ def check_response_size(data: bytes, what: str, advice: str) -> None:
                              limit_bytes=limit)
 
 
+def fit_format(rgb, fmt: str, *, chosen: bool, alpha=None, icc_profile: bytes | None = None) -> str:
+    """The output format, settled before the work: a large photo whose format the caller did not choose goes to
+    JPEG when PNG or WebP would not fit; a result estimated well over the limit is refused now, not after seconds
+    of encoding."""
+    limit = get_settings().max_response_bytes
+    estimate = estimate_encoded_size(rgb, fmt, alpha=alpha, icc_profile=icc_profile)
+    if estimate is None or estimate <= limit:
+        return fmt
+    if not chosen and fmt != "jpeg":
+        return fit_format(rgb, "jpeg", chosen=True, icc_profile=icc_profile)
+    if estimate > ESTIMATE_MARGIN * limit:
+        raise ResultTooLarge(f"the result as {fmt} would be about {estimate} bytes; responses are limited to {limit}. "
+                             "Ask for format jpeg or webp, or send a smaller photo", limit_bytes=limit,
+                             estimated_bytes=estimate)
+    return fmt
+
+
 def encode_result(rgb, fmt: str, *, chosen: bool, alpha=None, icc_profile: bytes | None = None) -> tuple[bytes, str]:
     """Encode within the response limit. A large photo whose format the caller did not choose falls back from
     lossless PNG to JPEG; anything still too large is refused."""
@@ -143,22 +196,29 @@ def result_store(output: str | None) -> ResultStore | None:
     return get_result_store() if output == "url" else None
 
 
-async def result_fields(store: ResultStore | None, data: bytes, content_type: str) -> dict:
-    """The result inline as base64, or stored and given as a presigned URL with its expiry."""
+def result_fields(store: ResultStore | None, data: bytes, content_type: str) -> dict:
+    """The result inline as base64, or stored and given as a presigned URL with its expiry (worker thread)."""
     if store is None:
         return {"image_base64": b64(data)}
-    stored = await run_in_threadpool(store.put, data, content_type)
+    stored = store.put(data, content_type)
     return {"image_url": stored.url, "expires_at": stored.expires_at}
 
 
+def json_response(model) -> JSONResponse:
+    """Rendered where it is built: in the worker thread, for bodies with megabytes of base64."""
+    return JSONResponse(model.model_dump(exclude_none=True))
+
+
 # ---- routes -------------------------------------------------------------------------------------------------
-@app.get("/healthz", tags=["service"])
-def healthz() -> dict:
+@app.get("/healthz", tags=["service"], operation_id="healthz", summary="Liveness")
+async def healthz() -> dict:
+    """Answered on the event loop, without a worker thread: it stays quick while heavy requests run."""
     return {"status": "ok"}
 
 
-@app.get("/v1/attributes", response_model=AttributesResponse, tags=["faces"])
-def attributes(editor: EditorDep) -> AttributesResponse:
+@app.get("/v1/attributes", response_model=AttributesResponse, tags=["faces"], operation_id="attributes",
+         summary="Editable attributes, aliases and ranges", responses=openapi.error_responses(*COMMON_ERRORS))
+async def attributes(editor: EditorDep) -> AttributesResponse:
     catalog = editor.catalog
     aliases = catalog.aliases_by_name()
     return AttributesResponse(
@@ -168,110 +228,125 @@ def attributes(editor: EditorDep) -> AttributesResponse:
         strength_range=[0.0, MAX_STRENGTH], model=model_info(editor))
 
 
-def body_doc(schema: type[BaseModel]) -> dict:
-    """OpenAPI for a body read by read_request: the JSON schema, and its multipart twin with files for images."""
-    json_schema = schema.model_json_schema()
-    form_props = {}
-    for name, prop in json_schema["properties"].items():
-        if name.endswith("_base64"):
-            form_props[name.removesuffix("_base64")] = {"type": "string", "format": "binary"}
-        elif prop.get("type") == "object" or "additionalProperties" in prop:
-            form_props[name] = {"type": "string", "description": "JSON object as text. " + prop.get("description", "")}
-        else:
-            form_props[name] = prop
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": json_schema},
-        "multipart/form-data": {"schema": {"type": "object", "properties": form_props}}}}}
+@app.post("/v1/analyze", response_model=AnalyzeResponse, responses=IMAGE_ERRORS, tags=["faces"],
+          operation_id="analyze", summary="Find faces and score their 40 attributes",
+          openapi_extra=openapi.request_body(AnalyzeRequest))
+async def analyze(request: Request, editor: EditorDep, work: WorkDep) -> JSONResponse:
+    body, images = await read_request(request, AnalyzeRequest, max_image_bytes=get_settings().max_image_bytes)
+    return await run_in_threadpool(analyze_response, editor, work, images)
 
 
-@app.post("/v1/analyze", response_model=AnalyzeResponse, responses=ERRORS, tags=["faces"],
-          openapi_extra=body_doc(AnalyzeRequest))
-async def analyze(request: Request, editor: EditorDep) -> AnalyzeResponse:
-    _, images = await read_request(request, AnalyzeRequest, max_image_bytes=get_settings().max_image_bytes)
-    image = require_image(images)
-    faces = await run_in_threadpool(editor.analyze, image.rgb)
-    return AnalyzeResponse(faces=[FaceAttributes(index=f.index, box=list(f.face.box), attributes=f.before)
-                                  for f in faces], model=model_info(editor))
+def analyze_response(editor: Editor, work: Ticket, images: dict[str, bytes]) -> JSONResponse:
+    faces = editor.analyze(require_image(images, work).rgb)
+    return json_response(AnalyzeResponse(
+        faces=[FaceAttributes(index=f.index, box=list(f.face.box), attributes=f.before, score=round(f.face.score, 4),
+                              landmarks=f.face.landmark_dict()) for f in faces],
+        model=model_info(editor)))
 
 
 @app.post("/v1/edit", responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
-                                       "model": EditResponse}, **ERRORS},
-          tags=["faces"], openapi_extra=body_doc(EditRequest))
-async def edit(request: Request, editor: EditorDep) -> Response:
+                                       "model": EditResponse, "description": "the edited photo, or JSON"},
+                                 **IMAGE_ERRORS, **openapi.error_responses(406)},
+          tags=["faces"], operation_id="edit", summary="Edit the face in a photo by named attributes",
+          openapi_extra=openapi.request_body(EditRequest))
+async def edit(request: Request, editor: EditorDep, work: WorkDep) -> Response:
     body, images = await read_request(request, EditRequest, max_image_bytes=get_settings().max_image_bytes)
+    return await run_in_threadpool(edit_response, editor, work, body, images, request.headers.get("accept", ""))
+
+
+def edit_response(editor: Editor, work: Ticket, body: EditRequest, images: dict[str, bytes], accept: str) -> Response:
     planned = editor.plan(body.edits)  # refuse unknown attributes before decoding anything
     store = result_store(body.output)
-    image = require_image(images)
-    accept = request.headers.get("accept", "")
+    fmt, chosen = output_format(body.format, accept, None)  # 406 before decoding, too
+    image = require_image(images, work)
     fmt, chosen = output_format(body.format, accept, image.source_format)
+    fmt = fit_format(image.rgb, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
     started = time.perf_counter()
-    edited, faces = await run_in_threadpool(editor.edit, image.rgb, planned, which=body.face,
-                                            strength=body.strength)
+    edited, faces = editor.edit(image.rgb, planned, which=body.face, strength=body.strength)
     metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
     metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
     data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
     if store is None and not wants_json(body.response, accept):
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})
-    return JSONResponse(EditResponse(
-        **await result_fields(store, data, content_type), content_type=content_type, width=edited.shape[1],
+    return json_response(EditResponse(
+        **result_fields(store, data, content_type), content_type=content_type, width=edited.shape[1],
         height=edited.shape[0], model=model_info(editor),
         faces=[FaceEdit(index=f.index, box=list(f.face.box), attributes_before=f.before, attributes_after=f.after)
-               for f in faces]).model_dump(exclude_none=True))
+               for f in faces]))
 
 
-@app.post("/v1/generate", responses={200: {"content": {"image/png": {}}, "model": GenerateResponse}, **ERRORS},
-          tags=["faces"], openapi_extra=body_doc(GenerateRequest))
-async def generate(request: Request, editor: EditorDep) -> Response:
+@app.post("/v1/generate", responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                                           "model": GenerateResponse,
+                                           "description": "the faces side by side in the chosen format, or JSON"},
+                                     **openapi.error_responses(400, 409, 413, 415, 422, *COMMON_ERRORS)},
+          tags=["faces"], operation_id="generate", summary="New faces with chosen attributes",
+          openapi_extra=openapi.request_body(GenerateRequest))
+async def generate(request: Request, editor: EditorDep, work: WorkDep) -> Response:
     body, _ = await read_request(request, GenerateRequest, max_image_bytes=get_settings().max_image_bytes)
+    return await run_in_threadpool(generate_response, editor, work, body, request.headers.get("accept", ""))
+
+
+def generate_response(editor: Editor, work: Ticket, body: GenerateRequest, accept: str) -> Response:
     limit = get_settings().max_generate
     if body.count > limit:
         raise InvalidRequest(f"count must be at most {limit}", field="count", valid_range=[1, limit])
+    planned = editor.plan(body.attributes)
     store = result_store(body.output)
-    faces = await run_in_threadpool(editor.generate, editor.plan(body.attributes), count=body.count, seed=body.seed,
-                                    size=body.size)
-    if store is not None or wants_json(body.response, request.headers.get("accept", "")):
+    work.reserve(body.count * body.size * body.size)
+    faces = editor.generate(planned, count=body.count, seed=body.seed, size=body.size)
+    if store is not None or wants_json(body.response, accept):
         encoded = [encode_result(f, body.format, chosen=True) for f in faces]
-        results = [await result_fields(store, d, content_type) for d, content_type in encoded]
+        results = [result_fields(store, d, content_type) for d, content_type in encoded]
         if store is None:
             fields = {"images_base64": [r["image_base64"] for r in results]}
         else:
             fields = {"image_urls": [r["image_url"] for r in results], "expires_at": results[0]["expires_at"]}
-        return JSONResponse(GenerateResponse(**fields, content_type=encoded[0][1], seed=body.seed,
-                                             model=model_info(editor)).model_dump(exclude_none=True))
+        return json_response(GenerateResponse(**fields, content_type=encoded[0][1], seed=body.seed,
+                                              model=model_info(editor)))
     data, content_type = encode_result(strip(faces), body.format, chosen=True)
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})
 
 
 @app.post("/v1/interpolate", responses={200: {"content": {"image/gif": {}, "image/webp": {}, "image/png": {}},
-                                              "model": InterpolateResponse}, **ERRORS},
-          tags=["faces"], openapi_extra=body_doc(InterpolateRequest))
-async def interpolate(request: Request, editor: EditorDep) -> Response:
+                                              "model": InterpolateResponse,
+                                              "description": "an animated GIF or WebP, a PNG strip, or JSON"},
+                                        **IMAGE_ERRORS},
+          tags=["faces"], operation_id="interpolate", summary="Animate a face between attribute settings or photos",
+          openapi_extra=openapi.request_body(InterpolateRequest))
+async def interpolate(request: Request, editor: EditorDep, work: WorkDep) -> Response:
+    body, images = await read_request(request, InterpolateRequest, max_image_bytes=get_settings().max_image_bytes)
+    return await run_in_threadpool(interpolate_response, editor, work, body, images,
+                                   request.headers.get("accept", ""))
+
+
+def interpolate_response(editor: Editor, work: Ticket, body: InterpolateRequest, images: dict[str, bytes],
+                         accept: str) -> Response:
     settings = get_settings()
-    body, images = await read_request(request, InterpolateRequest, max_image_bytes=settings.max_image_bytes)
     if body.frames > settings.max_frames:
         raise InvalidRequest(f"frames must be at most {settings.max_frames}", field="frames",
                              valid_range=[2, settings.max_frames])
     plan_start, plan_end = editor.plan(body.start), editor.plan(body.end)
     store = result_store(body.output)
-    first = require_image(images)
+    if "image2" not in images and not body.start and not body.end:
+        raise InvalidRequest("give `end` (and optionally `start`) attribute settings, or a second image")
+    first = require_image(images, work)
     if "image2" in images:
-        second = require_image(images, "image2")
-        frames = await run_in_threadpool(editor.interpolate_faces, first.rgb, second.rgb, frames=body.frames,
-                                         size=body.size)
+        second = require_image(images, work, "image2")
+        work.reserve(body.frames * body.size * body.size)
+        frames = editor.interpolate_faces(first.rgb, second.rgb, frames=body.frames, size=body.size)
     else:
-        if not body.start and not body.end:
-            raise InvalidRequest("give `end` (and optionally `start`) attribute settings, or a second image")
         photo = fit_within(first.rgb, body.max_side)
-        frames = await run_in_threadpool(editor.interpolate_attributes, photo, plan_start, plan_end,
-                                         frames=body.frames, which=body.face, strength=body.strength)
+        work.reserve(body.frames * photo.shape[0] * photo.shape[1])
+        frames = editor.interpolate_attributes(photo, plan_start, plan_end, frames=body.frames, which=body.face,
+                                               strength=body.strength)
     if body.format == "png":
         data, content_type = encode_result(strip(frames), "png", chosen=True)
     else:
         data, content_type = encode_animation(frames, body.format, duration_ms=body.duration_ms)
         check_response_size(data, "the animation", "Use fewer frames or a smaller max_side/size")
-    if store is not None or wants_json(body.response, request.headers.get("accept", "")):
-        return JSONResponse(InterpolateResponse(
-            **await result_fields(store, data, content_type), content_type=content_type, frames=len(frames),
-            model=model_info(editor)).model_dump(exclude_none=True))
+    if store is not None or wants_json(body.response, accept):
+        return json_response(InterpolateResponse(
+            **result_fields(store, data, content_type), content_type=content_type, frames=len(frames),
+            model=model_info(editor)))
     return Response(data, media_type=content_type, headers={"X-Model-Version": editor.model.version})

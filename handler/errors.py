@@ -1,10 +1,43 @@
 """Domain errors. Each carries its HTTP status and a machine-readable code; the app renders them as
-{"error": {"code": ..., "message": ..., **details}}."""
+{"error": {"code": ..., "message": ..., **details}}. Every code is registered by status (CODES), so the OpenAPI
+document lists them all as an enum."""
+
+MAX_ECHO_CHARS = 200  # a string from the request quoted back in an error is cut to this length
+
+# status -> codes, filled by every ApiError subclass; plus the codes the app answers without one
+CODES: dict[int, set[str]] = {400: {"bad_request"}, 404: {"not_found"}, 405: {"method_not_allowed"},
+                              500: {"internal_error"}}
+# What API Gateway answers itself when deployed (template.yaml GatewayResponses), in the same shape.
+GATEWAY_CODES: dict[int, set[str]] = {400: {"request_rejected"}, 403: {"invalid_api_key"}, 404: {"not_found"},
+                                      413: {"payload_too_large"},
+                                      415: {"unsupported_media_type"}, 429: {"throttled", "quota_exceeded"},
+                                      504: {"timeout"}}
+
+
+def safe_text(value):
+    """A value quoted back to the caller, made encodable: lone surrogates (valid in JSON escapes, not in UTF-8)
+    become \\udxxx escapes, long strings are cut. Dicts and lists are cleaned throughout."""
+    if isinstance(value, str):
+        if len(value) > MAX_ECHO_CHARS:
+            value = value[:MAX_ECHO_CHARS] + "..."
+        if not value.isascii():
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {safe_text(k): safe_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_text(v) for v in value]
+    return value
 
 
 class ApiError(Exception):
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        CODES.setdefault(cls.status_code, set()).add(cls.code)
 
     def __init__(self, message: str, **details):
         super().__init__(message)
@@ -12,7 +45,28 @@ class ApiError(Exception):
         self.details = details
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, **self.details}}
+        message = self.message if len(self.message) <= 1000 else self.message[:1000] + "..."
+        if not message.isascii():
+            message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        details = {k: safe_text(v) for k, v in self.details.items()}
+        return {"error": {"code": self.code, "message": message, **details}}
+
+
+class BadRequest(ApiError):
+    """The request could not be read at all (a broken multipart body, say)."""
+    status_code = 400
+    code = "bad_request"
+
+
+class Busy(ApiError):
+    """Refused at once, before any work, while the server has as many heavy requests (or pixels) in flight as it
+    is allowed: the caller retries after Retry-After seconds instead of waiting in a pile-up."""
+    status_code = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details):
+        super().__init__(message, retry_after_seconds=retry_after, **details)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class NoFaceFound(ApiError):

@@ -4,7 +4,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from handler.errors import ImageTooLarge, PayloadTooLarge, UnsupportedImage
 
@@ -12,6 +12,9 @@ INPUT_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 FORMAT_ALIASES = {"jpg": "jpeg"}
 ANIMATION_FORMATS = {"gif": ("GIF", "image/gif"), "webp": ("WEBP", "image/webp")}
+MAX_ICC_BYTES = 128 * 1024  # real RGB profiles are 0.5-60 KB (Display P3 from phones: ~0.5 KB)
+ESTIMATE_MIN_PIXELS = 2_000_000  # below this, encoding is quick enough to just do it
+ESTIMATE_BANDS, ESTIMATE_BAND_ROWS = 16, 16  # rows sampled across the photo to estimate its encoded size
 
 
 @dataclass
@@ -20,6 +23,27 @@ class DecodedImage:
     alpha: np.ndarray | None  # (H, W) uint8 when the input had transparency; re-attached on PNG/WebP output
     source_format: str  # "png", "jpeg", ...
     icc_profile: bytes | None = None  # colour profile (e.g. Display P3 from phones), written back on output
+
+
+def usable_icc_profile(profile: bytes | None) -> bytes | None:
+    """The colour profile if it is small and parses as one (littlecms), else None: junk is not copied to the output."""
+    if not profile or len(profile) > MAX_ICC_BYTES:
+        return None
+    try:
+        ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return None
+    return profile
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header, without decoding pixels; (0, 0) when it cannot be read (decode_image then
+    says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - any failure here is reported by decode_image
+        return 0, 0
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
@@ -40,7 +64,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             im.seek(0)  # first frame of an animation
             im = ImageOps.exif_transpose(im)
             # A profile only describes the output if the pixels stay in its colour space (not CMYK, not gray).
-            icc_profile = (im.info.get("icc_profile") or None) if im.mode in ("RGB", "RGBA") else None
+            icc_profile = usable_icc_profile(im.info.get("icc_profile")) if im.mode in ("RGB", "RGBA") else None
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grayscale: rescale, not clip
                 values = np.asarray(im, dtype=np.float32)
                 top = 65535.0 if values.max() > 255 else 255.0
@@ -85,6 +109,21 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, 
         options["icc_profile"] = icc_profile
     im.save(buf, pil_format, **options)
     return buf.getvalue(), content_type
+
+
+def estimate_encoded_size(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, quality: int = 92,
+                          icc_profile: bytes | None = None) -> int | None:
+    """About how many bytes encode_image would give, from bands of rows sampled across the image; None for images
+    small enough to encode outright. Lets a result that cannot fit be refused (or switched to JPEG) before seconds
+    of PNG encoding."""
+    h, w = rgb.shape[:2]
+    if h * w < ESTIMATE_MIN_PIXELS or h < ESTIMATE_BANDS * ESTIMATE_BAND_ROWS * 2:
+        return None
+    starts = np.linspace(0, h - ESTIMATE_BAND_ROWS, ESTIMATE_BANDS).astype(int)
+    rows = np.concatenate([np.arange(s, s + ESTIMATE_BAND_ROWS) for s in starts])
+    sample_alpha = alpha[rows] if alpha is not None else None
+    data, _ = encode_image(np.ascontiguousarray(rgb[rows]), fmt, alpha=sample_alpha, quality=quality)
+    return int(len(data) * h / len(rows)) + len(icc_profile or b"")
 
 
 def encode_animation(frames: list[np.ndarray], fmt: str, *, duration_ms: int, loop: bool = True) -> tuple[bytes, str]:

@@ -1,12 +1,14 @@
 """Request and response bodies, named by role. Images arrive as JSON `image_base64`, as a multipart file, or as an
 `image_url` the service fetches (handler/fetch.py)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from handler.errors import CODES, GATEWAY_CODES
+
 EditValue = float | str  # a target presence in [0, 1], or a signed change such as "+0.3"
-FaceChoice = Literal["largest", "all"] | int
+FaceChoice = Literal["largest", "all"] | Annotated[int, Field(ge=0, le=255)]
 Output = Literal["inline", "url"] | None
 OUTPUT_DESCRIPTION = ("\"url\": store the result in the results bucket and return a presigned `image_url` with "
                       "`expires_at` (JSON); default \"inline\": the result in the response")
@@ -16,16 +18,25 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _examples(*examples: dict) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
 class ImageRequest(_Request):
     image_base64: str | None = Field(None, description="the photo, base64 (a data: URL prefix is accepted)")
     image_url: str | None = Field(None, max_length=2048, description="or an http(s) URL of the photo to fetch")
 
 
 class AnalyzeRequest(ImageRequest):
-    pass
+    model_config = _examples({"image_url": "https://example.com/portrait.jpg"})
 
 
 class EditRequest(ImageRequest):
+    model_config = _examples(
+        {"image_url": "https://example.com/portrait.jpg", "edits": {"smile": 1.0, "glasses": 1.0}},
+        {"image_base64": "<base64 of a JPEG or PNG>", "edits": {"Smiling": 1.0, "age": "+0.3"}, "face": "largest",
+         "strength": 1.0, "format": "jpeg", "response": "json"})
+
     edits: dict[str, EditValue] = Field(
         ..., description="attribute (CelebA name or alias) -> target presence 0..1, or a change like \"+0.3\"",
         examples=[{"Smiling": 1.0, "Eyeglasses": 1.0}])
@@ -46,6 +57,8 @@ class EditRequest(ImageRequest):
 
 
 class GenerateRequest(_Request):
+    model_config = _examples({"attributes": {"smile": 1.0, "blond": 1.0}, "count": 4, "seed": 7, "size": 256})
+
     attributes: dict[str, EditValue] = Field(default_factory=dict, examples=[{"Smiling": 1.0, "blond": 1.0}],
                                              description="attributes of the new faces; others at their usual rate")
     count: int = Field(1, ge=1, description="number of faces")
@@ -57,6 +70,11 @@ class GenerateRequest(_Request):
 
 
 class InterpolateRequest(ImageRequest):
+    model_config = _examples(
+        {"image_url": "https://example.com/portrait.jpg", "end": {"smile": 1.0}, "frames": 8, "format": "gif"},
+        {"image_url": "https://example.com/a.jpg", "image2_url": "https://example.com/b.jpg", "frames": 12,
+         "format": "webp"})
+
     image2_base64: str | None = Field(None, description="a second photo: morph between the two largest faces")
     image2_url: str | None = Field(None, max_length=2048, description="or an http(s) URL of the second photo")
     start: dict[str, EditValue] = Field(default_factory=dict, description="attribute setting of the first frame")
@@ -76,6 +94,10 @@ class FaceAttributes(BaseModel):
     index: int
     box: list[int] = Field(description="[x, y, w, h] in the photo's pixels")
     attributes: dict[str, float]
+    score: float | None = Field(None, description="face detector confidence, 0..1")
+    landmarks: dict[str, list[float]] | None = Field(
+        None, description="[x, y] in the photo's pixels of left_eye, right_eye, nose, mouth_left, mouth_right "
+                          "(left and right as seen in the photo)")
 
 
 class FaceEdit(BaseModel):
@@ -140,10 +162,20 @@ class AttributesResponse(BaseModel):
     model: ModelInfo
 
 
+# Every code the service or API Gateway answers (handler/errors.py registers them by status).
+ErrorCode = Literal[tuple(sorted(set().union(*CODES.values(), *GATEWAY_CODES.values())))]
+
+
 class ErrorBody(BaseModel):
-    code: str
+    """The machine-readable `code`, a message for people, and details that depend on the code (`problems` for
+    invalid_request, `valid` and `aliases` for unknown_attribute, `limit_bytes`, `retry_after_seconds`, ...)."""
+    model_config = ConfigDict(extra="allow")
+    code: ErrorCode
     message: str
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"error": {"code": "no_face", "message": "no face was found in the image; send a photo with a clearly "
+                                                 "visible, roughly frontal face at least about 40 pixels wide"}}]})
     error: ErrorBody

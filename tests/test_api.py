@@ -33,8 +33,46 @@ def test_health_docs_and_openapi(client):
     for path in ("/v1/attributes", "/v1/analyze", "/v1/edit", "/v1/generate", "/v1/interpolate"):
         assert path in spec["paths"]
     edit_body = spec["paths"]["/v1/edit"]["post"]["requestBody"]["content"]
-    assert "edits" in edit_body["application/json"]["schema"]["properties"]
-    assert edit_body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    components = spec["components"]["schemas"]
+    assert edit_body["application/json"]["schema"] == {"$ref": "#/components/schemas/EditRequest"}
+    assert "edits" in components["EditRequest"]["properties"] and components["EditRequest"]["examples"]
+    assert edit_body["multipart/form-data"]["schema"] == {"$ref": "#/components/schemas/EditForm"}
+    assert components["EditForm"]["properties"]["image"]["format"] == "binary"
+
+
+def test_openapi_documents_the_contract(client):
+    spec = client.get("/openapi.json").json()
+    operations = {(m, p): op for p, item in spec["paths"].items() for m, op in item.items()}
+    assert {op["operationId"] for op in operations.values()} >= {"healthz", "attributes", "analyze", "edit",
+                                                                  "generate", "interpolate"}
+    scheme = spec["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
+    codes = set(spec["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"])
+    assert {"bad_request", "busy", "invalid_request", "no_face", "invalid_api_key", "throttled"} <= codes
+    for path in ("/v1/analyze", "/v1/edit", "/v1/generate", "/v1/interpolate"):
+        op = operations[("post", path)]
+        assert op["security"] == [{"ApiKey": []}]
+        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op["parameters"])
+        for status in ("400", "403", "409", "413", "415", "422", "429", "503"):
+            assert status in op["responses"], (path, status)
+        assert op["responses"]["503"]["headers"]["Retry-After"]
+        assert "`busy`" in op["responses"]["503"]["description"]
+    assert "security" not in operations[("get", "/healthz")]
+    generated = operations[("post", "/v1/generate")]["responses"]["200"]["content"]
+    assert {"image/png", "image/jpeg", "image/webp", "application/json"} <= generated.keys()
+
+
+def test_unsupported_methods_answer_405_with_allow(client):
+    r = client.delete("/v1/edit")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    assert client.put("/healthz").headers["allow"] == "GET"
+
+
+def test_an_empty_body_is_refused_not_defaulted(client):
+    r = client.post("/v1/generate", content=b"")
+    assert error(r, 422, "invalid_request")
+    assert client.post("/v1/generate", json={}).status_code == 200  # an empty object asks for the defaults
 
 
 def test_attributes_lists_names_aliases_and_ranges(client):

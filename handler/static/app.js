@@ -57,6 +57,8 @@ const ERROR_TEXT = {
   throttled: "Too many requests at once. Wait a moment and try again.",
   timeout: "The service took too long to answer. Try a smaller photo or fewer frames.",
   request_rejected: "The API gateway refused the request.",
+  bad_request: "The service could not read this upload. Try again, or use another photo.",
+  busy: "The service is busy with other photos right now. Try again in a moment.",
   internal_error: "Something went wrong in the service. Try again in a moment.",
   network: "The service could not be reached. Check your connection and try again.",
 };
