@@ -353,3 +353,116 @@ def test_browser_shows_friendly_errors(server, driver, tmp_path):
     # the only console errors are the API's refusals (the 415 and the 422), nothing from the page's script
     assert all("Failed to load resource" in e["message"] for e in _severe(d)), _severe(d)
 
+
+
+# The measured reliability the page shows beside a slider, whatever the running model card provides: one attribute
+# measured as working, one flagged experimental, one with no measurement (no badge).
+RELIABILITY = {"Eyeglasses": {"edit_accuracy": 0.91, "experimental": False},
+               "Pale_Skin": {"edit_accuracy": 0.07, "experimental": True},
+               "Wearing_Hat": {}}
+FAKE_RELIABILITY = """
+  const overrides = %s;
+  const original = window.fetch;
+  window.fetch = async (url, options) => {
+    const response = await original(url, options);
+    if (!String(url).endsWith('v1/attributes') || !response.ok) return response;
+    const body = await response.json();
+    for (const a of body.attributes) {
+      if (!(a.name in overrides)) continue;
+      delete a.edit_accuracy; delete a.experimental;
+      Object.assign(a, overrides[a.name]);
+    }
+    return new Response(JSON.stringify(body), {status: response.status, headers: response.headers});
+  };""" % json.dumps(RELIABILITY)
+
+
+def _rect(d, element) -> dict:
+    return d.execute_script("const r = arguments[0].getBoundingClientRect();"
+                            "return {x: r.left, y: r.top, w: r.width, h: r.height};", element)
+
+
+def test_browser_compare_view(server, driver, astronaut, tmp_path):
+    """The large face-centred before/after view: zoomed to the face, a divider moved by keyboard and by pointer,
+    hold to see the original, the whole photo one click away; reliability badges beside the sliders."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    d = driver
+    script = d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_RELIABILITY})["identifier"]
+    try:
+        d.get(server)
+        _wait(d, lambda d: d.find_elements(By.ID, "attr-Eyeglasses"), 60, "the sliders to be built")
+    finally:
+        d.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
+
+    # Reliability beside the slider's name, read by screen readers as the slider's description (the sliders are
+    # built, hidden, before a photo is chosen: read textContent).
+    badge = d.find_element(By.ID, "reliability-Eyeglasses")
+    assert badge.get_attribute("textContent") == "works 91%" and "good" in badge.get_attribute("class")
+    assert d.find_element(By.ID, "attr-Eyeglasses").get_attribute("aria-describedby") == "reliability-Eyeglasses"
+    assert d.find_element(By.ID, "reliability-Pale_Skin").get_attribute("textContent") == "experimental · 7%"
+    assert not d.find_elements(By.ID, "reliability-Wearing_Hat")
+    assert d.find_element(By.ID, "attr-Wearing_Hat").get_attribute("aria-describedby") is None
+
+    photo = tmp_path / "astronaut.png"
+    photo.write_bytes(png_bytes(astronaut))
+    _upload(d, photo)
+    _wait(d, lambda d: d.find_element(By.ID, "workspace").is_displayed(), 60, "the photo to be analysed")
+    compare, before = d.find_element(By.ID, "compare"), d.find_element(By.ID, "before-img")
+    _wait(d, lambda d: before.get_attribute("style"), 10, "the view to be laid out")
+
+    # Face view: a large square, zoomed in, the selected face in the middle.
+    box = _rect(d, compare)
+    assert box["w"] >= 500 and abs(box["w"] - box["h"]) <= 2, box  # ~185 px per image before this view
+    shown = _rect(d, before)
+    assert shown["w"] > 1.5 * box["w"], "the face view is not zoomed in"
+    face = d.execute_script("return state.faces.find((f) => f.index === state.face).box")
+    natural = d.execute_script("return arguments[0].naturalWidth", before)
+    scale = shown["w"] / natural
+    centre = (shown["x"] + (face[0] + face[2] / 2) * scale, shown["y"] + (face[1] + face[3] / 2) * scale)
+    assert abs(centre[0] - (box["x"] + box["w"] / 2)) < 0.1 * box["w"], "the face is not centred"
+    assert abs(centre[1] - (box["y"] + box["h"] / 2)) < 0.1 * box["h"], "the face is not centred"
+    assert not d.find_element(By.CSS_SELECTOR, ".face-box").is_displayed()  # boxes only over the whole photo
+
+    # An edit, then the divider: by keyboard to either end, then by pressing a quarter of the way across.
+    slider = d.find_element(By.ID, "attr-Eyeglasses")
+    d.find_element(By.CSS_SELECTOR, "label[for=attr-Eyeglasses]").click()
+    slider.send_keys(Keys.END)
+    _wait(d, lambda d: d.find_element(By.ID, "after-img").get_attribute("src")
+          != before.get_attribute("src"), 60, "the edited image")
+    after_pane, divider = d.find_element(By.ID, "after-pane"), d.find_element(By.ID, "divider")
+
+    def cut() -> float:
+        return float(d.execute_script("return getComputedStyle(arguments[0]).getPropertyValue('--cut')",
+                                      compare).strip().rstrip("%"))
+
+    assert cut() == 50 and "inset" in d.execute_script("return getComputedStyle(arguments[0]).clipPath", after_pane)
+    divider.send_keys(Keys.HOME)
+    assert cut() == 0 and divider.get_attribute("aria-valuetext") == "0% before, 100% after"
+    divider.send_keys(Keys.END)
+    assert cut() == 100
+    ActionChains(d).move_to_element_with_offset(divider, -int(box["w"] / 4), 0).click().perform()
+    assert 15 <= cut() <= 35, cut()
+    line = _rect(d, d.find_element(By.ID, "divider-line"))
+    assert abs(line["x"] - (box["x"] + box["w"] * cut() / 100)) <= 3, "the divider line is not at the cut"
+
+    # Hold to see the original: the result is hidden while the button is held.
+    hold = d.find_element(By.ID, "hold")
+    visibility = "return getComputedStyle(arguments[0]).visibility"
+    ActionChains(d).click_and_hold(hold).perform()
+    assert "holding" in compare.get_attribute("class") and d.execute_script(visibility, after_pane) == "hidden"
+    ActionChains(d).release(hold).perform()
+    assert "holding" not in compare.get_attribute("class") and d.execute_script(visibility, after_pane) == "visible"
+    d.save_screenshot(str(ARTIFACTS / "web-compare-face.png"))
+
+    # The whole photo, one click away: not zoomed, with the face boxes to pick another face; and back.
+    d.find_element(By.ID, "view-photo").click()
+    assert d.find_element(By.ID, "view-photo").get_attribute("aria-pressed") == "true"
+    box, shown = _rect(d, compare), _rect(d, before)
+    assert abs(shown["w"] - box["w"]) <= 2 and abs(shown["x"] - box["x"]) <= 2, (shown, box)
+    assert d.find_element(By.CSS_SELECTOR, ".face-box").is_displayed()
+    d.save_screenshot(str(ARTIFACTS / "web-compare-photo.png"))
+    d.find_element(By.ID, "view-face").click()
+    assert _rect(d, before)["w"] > 1.5 * _rect(d, compare)["w"]
+    assert _severe(d) == [], "console errors on the page"

@@ -6,6 +6,7 @@ const MAX_UPLOAD_BYTES = 10 * 1024 * 1024; // the API's MAX_IMAGE_BYTES default
 const DEBOUNCE_MS = 250; // an edit is requested this long after the last slider movement
 const CHANGED = 0.005; // a slider this far from the measured value counts as an edit
 const KEY_STORE = "face-interpolator-api-key";
+const FACE_VIEW_SCALE = 2.2; // the face view shows a square this many times the face box's side (hair, chin, ears)
 
 // Friendly names; the API's CelebA names are shown as a tooltip. No_Beard is shown the other way round, as
 // "Beard", and sent with the API's inverted alias "beard".
@@ -30,6 +31,7 @@ const GROUPS = [
 // One message per error code the API (or API Gateway in front of it) returns.
 const ERROR_TEXT = {
   no_face: "No face was found in this photo. Use a photo where a face looks towards the camera, upright and not too small.",
+  face_not_frontal: "A face was found, but it is turned too far from the camera. Use a photo where the face looks towards the camera.",
   unsupported_image: "This file is not an image the service can read. Use a JPEG, PNG, WebP, GIF, BMP or TIFF photo.",
   unsupported_media_type: "The service could not read this upload. Use a JPEG, PNG, WebP, GIF, BMP or TIFF photo.",
   payload_too_large: "This photo is too large to upload: the limit is 10 MB. Use a smaller or more compressed photo.",
@@ -67,9 +69,10 @@ const STATUS_CODES = { 403: "invalid_api_key", 413: "payload_too_large", 415: "u
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  catalog: null, // [{name, group}] from /v1/attributes
+  catalog: null, // [{name, group, accuracy, experimental}] from /v1/attributes
   photo: null, // {base64, name, url}
   faces: [], face: 0, measured: {}, values: {},
+  view: "face", // the compare view: zoomed to the selected face, or the whole photo
   seq: 0, inflight: null, timer: null, // the newest edit request wins; older ones are aborted
   urls: {}, // object URLs in use, by slot
 };
@@ -161,7 +164,10 @@ function valueText(name, value) { return `${label(name)}: ${Math.round(value * 1
 async function loadCatalog() {
   if (state.catalog) return;
   const body = await api("v1/attributes");
-  state.catalog = body.attributes.map((a) => ({ name: a.name, group: a.group }));
+  // edit_accuracy (0..1) and experimental come from the model card's measurements where it has them; an attribute
+  // without them gets no badge.
+  state.catalog = body.attributes.map((a) => ({ name: a.name, group: a.group,
+    accuracy: typeof a.edit_accuracy === "number" ? a.edit_accuracy : null, experimental: a.experimental === true }));
   const groups = $("groups");
   groups.replaceChildren();
   for (const [group, title] of GROUPS) {
@@ -171,26 +177,52 @@ async function loadCatalog() {
     const legend = document.createElement("legend");
     legend.textContent = title;
     fieldset.append(legend);
-    for (const { name } of members) fieldset.append(sliderRow(name));
+    for (const attribute of members) fieldset.append(sliderRow(attribute));
     groups.append(fieldset);
   }
 }
 
-function sliderRow(name) {
+function sliderRow({ name, accuracy, experimental }) {
   const row = document.createElement("div");
   row.className = "slider";
   const id = `attr-${name}`;
-  row.innerHTML = `<label for="${id}" title="${name}"><span></span><output for="${id}">–</output></label>` +
+  row.innerHTML = `<label for="${id}" title="${name}"><span class="name"></span><output for="${id}">–</output></label>` +
     `<input type="range" id="${id}" min="0" max="1" step="0.01" value="0">`;
-  row.querySelector("span").textContent = label(name);
+  row.querySelector(".name").textContent = label(name);
   const input = row.querySelector("input");
   input.dataset.attribute = name;
+  const badge = reliabilityBadge(name, accuracy, experimental);
+  if (badge) {
+    row.querySelector(".name").after(badge);
+    input.setAttribute("aria-describedby", badge.id);
+  }
   input.addEventListener("input", () => {
     state.values[name] = Number(input.value);
     updateReadout(name);
     scheduleEdit();
   });
   return row;
+}
+
+// How often the edit worked when measured (the model card's edit accuracy on the CelebA test split: the share of test
+// faces where an independent classifier saw the attribute flip), shown beside the slider's name.
+function reliabilityBadge(name, accuracy, experimental) {
+  if (accuracy === null && !experimental) return null;
+  const badge = document.createElement("span");
+  badge.id = `reliability-${name}`;
+  badge.className = "reliability";
+  const percent = accuracy === null ? null : Math.round(accuracy * 100);
+  if (experimental) {
+    badge.classList.add("experimental");
+    badge.textContent = percent === null ? "experimental" : `experimental · ${percent}%`;
+  } else {
+    badge.classList.add(accuracy >= 0.75 ? "good" : accuracy >= 0.4 ? "fair" : "weak");
+    badge.textContent = `works ${percent}%`;
+  }
+  badge.title = (percent === null ? "" :
+    `Measured: this edit showed on ${percent}% of test faces (checked by a separate classifier). `) +
+    (experimental ? "Experimental: expect a faint or odd change." : "");
+  return badge;
 }
 
 function updateReadout(name) {
@@ -267,13 +299,59 @@ async function loadPhoto(blob, name) {
   selectFace(largest.index);
   const n = state.faces.length;
   $("faces-summary").textContent = n === 1 ? "One face found." :
-    `${n} faces found; the largest is selected. Click another face to edit it instead.`;
+    `${n} faces found; the largest is selected. Choose "Whole photo" and click another face to edit it instead.`;
   setStatus(`${n === 1 ? "One face" : `${n} faces`} found. Move a slider to edit.`);
 }
 
 function imageLoaded(img) {
   return img.complete && img.naturalWidth ? Promise.resolve() :
     new Promise((resolve) => { img.onload = () => resolve(); img.onerror = () => resolve(); });
+}
+
+// ---- the compare view: one large box, the photo and the result cropped alike ----------------------------------
+// The crop, in the photo's pixels: a square around the selected face, or the whole photo.
+function viewCrop() {
+  const img = $("before-img");
+  const w = img.naturalWidth, h = img.naturalHeight;
+  const face = state.faces.find((f) => f.index === state.face);
+  if (state.view === "photo" || !face) return { x: 0, y: 0, w, h };
+  const [fx, fy, fw, fh] = face.box;
+  const side = Math.min(Math.max(fw, fh) * FACE_VIEW_SCALE, w, h);
+  const clamp = (v, hi) => Math.min(Math.max(v, 0), Math.max(hi, 0));
+  return { x: clamp(fx + fw / 2 - side / 2, w - side), y: clamp(fy + fh / 2 - side / 2, h - side), w: side, h: side };
+}
+
+function layoutView() {
+  const img = $("before-img");
+  if (!img.naturalWidth) return;
+  const crop = viewCrop();
+  const compare = $("compare");
+  compare.dataset.view = state.view;
+  compare.style.setProperty("--aspect", String(crop.w / crop.h));
+  // Each layer is the whole photo, scaled so the crop fills the box and shifted so the crop is in it.
+  const geometry = { left: `${(-100 * crop.x) / crop.w}%`, top: `${(-100 * crop.y) / crop.h}%`,
+    width: `${(100 * img.naturalWidth) / crop.w}%`, height: `${(100 * img.naturalHeight) / crop.h}%` };
+  for (const layer of [$("before-img"), $("after-img")]) Object.assign(layer.style, { ...geometry, height: "auto" });
+  Object.assign($("face-boxes").style, geometry);
+  for (const [id, view] of [["view-face", "face"], ["view-photo", "photo"]]) {
+    $(id).setAttribute("aria-pressed", String(state.view === view));
+  }
+}
+
+function setView(view) {
+  state.view = view;
+  layoutView();
+}
+
+function setDivider(percent) {
+  $("compare").style.setProperty("--cut", `${percent}%`);
+  $("divider").setAttribute("aria-valuetext", `${Math.round(percent)}% before, ${Math.round(100 - percent)}% after`);
+}
+
+// "Hold to see the original": the result is hidden while the button (or the space bar on it) is held.
+function holdOriginal(on) {
+  $("compare").classList.toggle("holding", on);
+  $("hold").classList.toggle("active", on);
 }
 
 function drawFaceBoxes() {
@@ -304,6 +382,7 @@ function selectFace(index) {
   for (const button of document.querySelectorAll(".face-box")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.index) === index));
   }
+  layoutView();
   resetEdit();
 }
 
@@ -505,6 +584,20 @@ function setup() {
   const morph = $("morph-file");
   morph.addEventListener("change", () => { const f = firstImage(morph.files); if (f) morphTo(f); morph.value = ""; });
   $("copy-curl").addEventListener("click", copyCurl);
+  $("view-face").addEventListener("click", () => setView("face"));
+  $("view-photo").addEventListener("click", () => setView("photo"));
+  const divider = $("divider");
+  divider.addEventListener("input", () => setDivider(Number(divider.value)));
+  setDivider(Number(divider.value));
+  const hold = $("hold");
+  hold.addEventListener("pointerdown", (e) => { hold.setPointerCapture(e.pointerId); holdOriginal(true); });
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    hold.addEventListener(type, () => holdOriginal(false));
+  }
+  hold.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "Enter") { e.preventDefault(); holdOriginal(true); } });
+  hold.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") holdOriginal(false); });
+  hold.addEventListener("blur", () => holdOriginal(false));
+  hold.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press on a phone is a hold, not a menu
 
   const key = $("api-key"), remember = $("remember-key");
   const stored = localStorage.getItem(KEY_STORE);
