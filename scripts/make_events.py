@@ -1,12 +1,16 @@
 """Write the API Gateway (REST, payload v1) events in events/: one per endpoint and one per kind of bad input,
 plus events/manifest.json with the status each should get. Images come from scikit-image's sample photos.
+Also refreshes the sample answer in docs/no-code.md from the real service (in-process, with the bundled model), so
+that its fields, scores and model version are the service's own.
 
-    python scripts/make_events.py
+    make events        # = .venv/bin/python scripts/make_events.py
 """
 
 import base64
 import io
 import json
+import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -16,7 +20,10 @@ from PIL import Image
 from skimage import data as samples
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 EVENTS = ROOT / "events"
+NO_CODE_DOC = ROOT / "docs" / "no-code.md"
+SAMPLE_BUCKET = "face-interpolator-resultsbucket-1a2b3c4d5e6f"
 
 
 def jpeg(rgb: np.ndarray, side: int, quality: int = 85) -> bytes:
@@ -123,6 +130,53 @@ def main() -> None:
     manifest = {name: status for name, (_, status) in events.items()}
     (EVENTS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(events)} events to {EVENTS}", file=sys.stderr)
+    write_doc_sample(portrait)
+
+
+class _NoUploadS3:
+    """Presigns like S3 (offline, with dummy credentials) and stores nothing: the sample needs the link's shape."""
+
+    def __init__(self):
+        import boto3
+        from botocore.config import Config
+
+        self.s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="AKIAEXAMPLEEXAMPLE00",
+                               aws_secret_access_key="example", config=Config(signature_version="s3v4"))
+
+    def put_object(self, **_):
+        return {}
+
+    def generate_presigned_url(self, *args, **kwargs):
+        url = self.s3.generate_presigned_url(*args, **kwargs)
+        return url.split("&", 1)[0] + "&..."  # the signature and credential fields are noise in a doc
+
+
+def write_doc_sample(portrait: bytes) -> None:
+    """The answer to the no-code request (docs/no-code.md), from the service itself: "output": "url" with results
+    kept by a stand-in for S3. Two of the 40 attribute scores are kept, to stay readable."""
+    os.environ.update(RESULTS_BUCKET=SAMPLE_BUCKET, POWERTOOLS_METRICS_DISABLED="true",
+                      POWERTOOLS_TRACE_DISABLED="true")
+    from fastapi.testclient import TestClient
+
+    from handler import storage
+    from handler.app import app
+
+    storage._store = lambda bucket, ttl: storage.ResultStore(bucket, ttl, client=_NoUploadS3())
+    request = {"image_base64": b64(portrait), "edits": {"smile": 1, "glasses": 1}, "format": "jpeg", "output": "url"}
+    with TestClient(app) as client:
+        response = client.post("/v1/edit", json=request)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    for face in answer["faces"]:
+        for side in ("attributes_before", "attributes_after"):
+            face[side] = {name: face[side][name] for name in ("Smiling", "Eyeglasses")}
+    sample = json.dumps(answer, indent=2)
+    sample = re.sub(r"\[\s+(\d+),\s+(\d+),\s+(\d+),\s+(\d+)\s+\]", r"[\1, \2, \3, \4]", sample)  # the box
+    text = NO_CODE_DOC.read_text()
+    block = re.compile(r"(<!-- sample: edit-url-answer[^>]*-->\n```json\n).*?(\n```)", re.S)
+    assert block.search(text), "docs/no-code.md has no sample block to refresh"
+    NO_CODE_DOC.write_text(block.sub(lambda m: m.group(1) + sample + m.group(2), text))
+    print(f"refreshed the sample answer in {NO_CODE_DOC.relative_to(ROOT)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
