@@ -466,3 +466,36 @@ def test_browser_compare_view(server, driver, astronaut, tmp_path):
     d.find_element(By.ID, "view-face").click()
     assert _rect(d, before)["w"] > 1.5 * _rect(d, compare)["w"]
     assert _severe(d) == [], "console errors on the page"
+
+
+def test_browser_picks_another_face_in_the_whole_photo(server, driver, astronaut, tmp_path):
+    """Two faces: the whole-photo view shows both boxes; clicking the other one selects it and the face view then
+    zooms to it."""
+    from selenium.webdriver.common.by import By
+
+    d = driver
+    d.get(server)
+    _wait(d, lambda d: d.find_elements(By.ID, "attr-Smiling"), 60, "the sliders to be built")
+    photo = tmp_path / "two.png"
+    photo.write_bytes(png_bytes(np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)))
+    _upload(d, photo)
+    _wait(d, lambda d: d.find_element(By.ID, "workspace").is_displayed(), 60, "the photo to be analysed")
+    assert "2 faces found" in d.find_element(By.ID, "faces-summary").text
+
+    d.find_element(By.ID, "view-photo").click()
+    boxes = d.find_elements(By.CSS_SELECTOR, ".face-box")
+    assert len(boxes) == 2 and all(b.is_displayed() for b in boxes)
+    selected = [b for b in boxes if b.get_attribute("aria-pressed") == "true"]
+    other = next(b for b in boxes if b.get_attribute("aria-pressed") == "false")
+    assert len(selected) == 1
+    other.click()
+    assert other.get_attribute("aria-pressed") == "true"
+    assert d.execute_script("return state.face") == int(other.get_attribute("data-index"))
+
+    d.find_element(By.ID, "view-face").click()
+    compare, before = _rect(d, d.find_element(By.ID, "compare")), _rect(d, d.find_element(By.ID, "before-img"))
+    face = d.execute_script("return state.faces.find((f) => f.index === state.face).box")
+    scale = before["w"] / 1024
+    centre_x = before["x"] + (face[0] + face[2] / 2) * scale
+    assert abs(centre_x - (compare["x"] + compare["w"] / 2)) < 0.1 * compare["w"], "not zoomed to the chosen face"
+    assert _severe(d) == []
