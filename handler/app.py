@@ -23,7 +23,9 @@ from handler.artifact import load_model
 from handler.attributes import NOT_EDITABLE
 from handler.config import get_settings
 from handler.editor import MAX_STRENGTH, Editor
-from handler.errors import ApiError, InvalidRequest, NotAcceptable, ResultTooLarge
+from handler.errors import ApiError, IdempotencyKeyInvalid, InvalidRequest, NotAcceptable, ResultTooLarge
+from handler.idempotency import HEADER as IDEMPOTENCY_HEADER
+from handler.idempotency import KEY_CHARACTERS, MAX_KEY_LENGTH
 from handler.imaging import (DecodedImage, decode_image, encode_animation, encode_image, estimate_encoded_size,
                              fit_within, image_size, strip)
 from handler.limits import Ticket, get_limiter
@@ -67,8 +69,13 @@ mount_page(app)  # the try-it page at / (handler/web.py, handler/static/)
 openapi.install(app, [AnalyzeRequest, EditRequest, GenerateRequest, InterpolateRequest])
 
 
-async def heavy_work() -> AsyncIterator[Ticket]:
-    """A slot for one image request (503 busy when none is free), released when the request is done."""
+async def heavy_work(request: Request) -> AsyncIterator[Ticket]:
+    """A slot for one image request (503 busy when none is free), released when the request is done. A malformed
+    Idempotency-Key is refused first, wherever it is sent (handler/main.py stores results only when deployed)."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and (not key or len(key) > MAX_KEY_LENGTH or not set(key) <= KEY_CHARACTERS):
+        raise IdempotencyKeyInvalid(f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII "
+                                    "characters")
     ticket = get_limiter().enter()
     try:
         yield ticket

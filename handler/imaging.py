@@ -66,8 +66,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             # A profile only describes the output if the pixels stay in its colour space (not CMYK, not gray).
             icc_profile = usable_icc_profile(im.info.get("icc_profile")) if im.mode in ("RGB", "RGBA") else None
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grayscale: rescale, not clip
-                values = np.asarray(im, dtype=np.float32)
-                top = 65535.0 if values.max() > 255 else 255.0
+                values = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+                peak = float(values.max()) if values.size else 0.0
+                # float images are usually 0..1; 16-bit ones use more than 8 bits
+                top = 1.0 if im.mode == "F" and peak <= 1.0 else 65535.0 if peak > 255 else 255.0
                 im = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
             has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
             im = im.convert("RGBA" if has_alpha else "RGB")

@@ -165,7 +165,20 @@ def _from_json(raw: bytes, schema: type[T]) -> tuple[T, dict[str, bytes]]:
     fields = parse_json(raw)
     if not isinstance(fields, dict):
         raise InvalidRequest("the JSON body must be an object")
+    _refuse_booleans(fields)
     return _validate(schema, fields, {})
+
+
+def _refuse_booleans(fields: dict) -> None:
+    """No field takes true/false, but pydantic's lax mode would read them as 1/0 (a numeric string such as "0.5"
+    stays accepted: no-code tools template numbers into strings)."""
+    for name, value in fields.items():
+        values = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, item in values:
+            if isinstance(item, bool):
+                where = f"{name}.{key}" if key is not None else name
+                raise InvalidRequest(f"invalid request: {where}: a number or text is expected, not {str(item).lower()}",
+                                     problems=[{"field": where, "problem": "booleans are not accepted"}])
 
 
 def _from_form(fields: dict, images: dict[str, bytes], schema: type[T]) -> tuple[T, dict[str, bytes]]:
