@@ -22,6 +22,7 @@ RUN pip install --no-cache-dir \
         "numpy>=2,<3" \
         "pillow>=11,<14" \
         "opencv-python-headless>=4.10,<5" \
+        "mtcnn==1.0.0" \
         "fastapi>=0.115,<1" \
         "python-multipart>=0.0.18,<1" \
         "mangum>=0.19,<1" \

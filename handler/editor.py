@@ -11,7 +11,7 @@ from torch import Tensor
 from handler import faces as face_ops
 from handler.artifact import ArtifactError, LoadedModel
 from handler.attributes import EXCLUSIONS, AttributeCatalog
-from handler.errors import FaceIndexOutOfRange, InvalidRequest, NoFaceFound
+from handler.errors import FaceIndexOutOfRange, FaceNotFrontal, InvalidRequest, NoFaceFound
 from handler.imaging import resize_square
 from handler.observability import metrics, tracer
 
@@ -83,11 +83,18 @@ class Editor:
     # ---- stages -------------------------------------------------------------------------------------------
     @tracer.capture_method
     def find_faces(self, rgb: np.ndarray) -> list[face_ops.DetectedFace]:
-        found = face_ops.detect_faces(rgb, crop_size=self.size, max_faces=self.max_faces)
+        detected = face_ops.detect_faces(rgb, crop_size=self.size, max_faces=self.max_faces)
+        # Only frontal faces are analysed and edited (and numbered): a turned face does not fit the model's crop,
+        # and its edit would be silently wrong.
+        found = [f for f in detected if f.frontal]
         metrics.add_metric(name="FacesFound", unit="Count", value=len(found))
+        if not found and detected:
+            raise FaceNotFrontal("the face in the image is turned too far from the camera to be edited; send a "
+                                 "photo where the face looks roughly toward the camera",
+                                 faces_found=len(detected))
         if not found:
             raise NoFaceFound("no face was found in the image; send a photo with a clearly visible, roughly "
-                              "frontal face at least about 40 pixels wide")
+                              "frontal face at least about 5% as wide as the photo's shorter side")
         return found
 
     def select(self, found: list[face_ops.DetectedFace], which: str | int) -> list[tuple[int, face_ops.DetectedFace]]:

@@ -74,6 +74,12 @@ class NoFaceFound(ApiError):
     code = "no_face"
 
 
+class FaceNotFrontal(ApiError):
+    """Faces were found, but every one is turned too far from the camera for the model's frontal crop."""
+    status_code = 422
+    code = "face_not_frontal"
+
+
 class FaceIndexOutOfRange(ApiError):
     status_code = 422
     code = "face_index_out_of_range"

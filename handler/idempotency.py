@@ -18,13 +18,6 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 
-import boto3
-from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer, IdempotencyConfig,
-                                                         idempotent_function)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (IdempotencyAlreadyInProgressError,
-                                                                    IdempotencyPersistenceLayerError,
-                                                                    IdempotencyValidationError)
-
 from handler.config import get_settings
 from handler.errors import (ApiError, IdempotencyInProgress, IdempotencyKeyInvalid, IdempotencyKeyReused,
                             IdempotencyUnavailable, IdempotentResultNotStored)
@@ -67,6 +60,11 @@ def header_of(event: dict, name: str) -> str | None:
 
 class Idempotency:
     def __init__(self, table: str, ttl_seconds: int, client=None):
+        # Imported here: Powertools' idempotency and boto3 cost ~1 s of cold start, needed only with IDEMPOTENCY_TABLE.
+        import boto3
+        from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer, IdempotencyConfig,
+                                                                 idempotent_function)
+
         self.config = IdempotencyConfig(event_key_jmespath="[api_key_id, method, path, key]",
                                         payload_validation_jmespath="body_sha256", expires_after_seconds=ttl_seconds)
         persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client or boto3.client("dynamodb"))
@@ -74,6 +72,10 @@ class Idempotency:
                                              config=self.config)(_call_app)
 
     def run(self, event: dict, context, app, key: str) -> Outcome:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (IdempotencyAlreadyInProgressError,
+                                                                            IdempotencyPersistenceLayerError,
+                                                                            IdempotencyValidationError)
+
         if not key or len(key) > MAX_KEY_LENGTH or not set(key) <= KEY_CHARACTERS:
             return Outcome(error_response(IdempotencyKeyInvalid(
                 f"the {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")), executed=False)

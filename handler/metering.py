@@ -7,8 +7,6 @@ import datetime as dt
 import re
 from functools import lru_cache
 
-import boto3
-
 from handler.config import get_settings
 from handler.observability import logger, metrics
 
@@ -25,6 +23,8 @@ def endpoint_attribute(path: str) -> str:
 
 @lru_cache(maxsize=1)
 def _client():
+    import boto3  # here, not at the top: ~0.3-1 s of cold start that calls without USAGE_TABLE never need
+
     return boto3.client("dynamodb")
 
 

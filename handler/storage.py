@@ -7,9 +7,6 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
-import boto3
-from botocore.config import Config
-
 from handler.config import get_settings
 from handler.errors import ResultsStorageUnavailable
 from handler.observability import logger
@@ -27,8 +24,13 @@ class ResultStore:
     def __init__(self, bucket: str, url_ttl: int, client=None):
         self.bucket, self.url_ttl = bucket, url_ttl
         # SigV4 presigning; the endpoint comes from the environment (AWS_ENDPOINT_URL in tests).
-        self.client = client or boto3.client("s3", config=Config(signature_version="s3v4",
-                                                                 retries={"max_attempts": 3, "mode": "standard"}))
+        if client is None:
+            import boto3  # imported on first use: a cold start without "output": "url" does not pay for it
+            from botocore.config import Config
+
+            client = boto3.client("s3", config=Config(signature_version="s3v4",
+                                                      retries={"max_attempts": 3, "mode": "standard"}))
+        self.client = client
 
     def put(self, data: bytes, content_type: str) -> StoredObject:
         key = f"results/{dt.datetime.now(dt.UTC):%Y-%m-%d}/{uuid.uuid4().hex}.{EXTENSIONS.get(content_type, 'bin')}"
