@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_frames: int = env("MAX_FRAMES", 30, "frames per /v1/interpolate call", ge=2, le=300)
     torch_threads: int = env("TORCH_THREADS", 0, "torch's intra-op threads; 0: torch's default (all vCPUs)",
                              ge=0, le=256)
+    # handler/limits.py: past either bound an image request gets 503 busy at once (many requests share a process
+    # under uvicorn; a Lambda container serves one at a time)
+    max_heavy_requests: int = env("MAX_HEAVY_REQUESTS", 4, "image requests in flight at once", ge=1, le=1024)
+    max_pixels_in_flight: int = env("MAX_PIXELS_IN_FLIGHT", 60_000_000,
+                                    "decoded and produced pixels those requests hold together (the memory cap)", ge=1)
     # image_url fetches (handler/fetch.py)
     url_connect_timeout: float = env("URL_CONNECT_TIMEOUT", 3.0, "seconds to connect to the image host",
                                      gt=0, le=LAMBDA_MAX_SECONDS)

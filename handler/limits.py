@@ -7,13 +7,13 @@ its image decoded, rather than queueing behind the others. On Lambda a container
 so the bounds are never reached there.
 
 MAX_HEAVY_REQUESTS (default 4) and MAX_PIXELS_IN_FLIGHT (default 60 million: one image at the 40 MP limit plus
-smaller ones; roughly 25 bytes of memory per pixel at peak) set them.
+smaller ones) set them (handler/config.py).
 """
 
-import os
 import threading
 from functools import lru_cache
 
+from handler.config import get_settings
 from handler.errors import Busy
 
 RETRY_AFTER_SECONDS = 1
@@ -72,6 +72,5 @@ class Ticket:
 
 @lru_cache(maxsize=1)
 def get_limiter() -> WorkLimiter:
-    env = os.environ
-    return WorkLimiter(max_requests=max(1, int(env.get("MAX_HEAVY_REQUESTS", 4))),
-                       max_pixels=max(1, int(env.get("MAX_PIXELS_IN_FLIGHT", 60_000_000))))
+    settings = get_settings()
+    return WorkLimiter(max_requests=settings.max_heavy_requests, max_pixels=settings.max_pixels_in_flight)
