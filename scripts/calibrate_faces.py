@@ -335,12 +335,12 @@ def main() -> None:
     if args.compare:
         variants = {
             "no padding": dict(pad_fraction=0.0),
-            "pad 0.15": dict(pad_fraction=0.15),
-            "min face 3%": dict(min_face_fraction=0.03),
-            "min score 0.9": dict(min_score=0.9),
+            "no brightening of dark photos": dict(dark_median=0.0),
+            "min score 0.95": dict(min_score=0.95),
+            "min face 7%": dict(min_face_fraction=0.07),
             "work 480 px": dict(work_max_side=480),
-            "PNet threshold 0.7": dict(mtcnn=dataclasses.replace(config.mtcnn, thresholds=(0.7, 0.7, 0.7))),
-            "at most 30 RNet proposals": dict(mtcnn=dataclasses.replace(config.mtcnn, max_pnet_boxes=30)),
+            "PNet threshold 0.6": dict(mtcnn=dataclasses.replace(config.mtcnn, thresholds=(0.6, 0.7, 0.7))),
+            "PNet threshold 0.8": dict(mtcnn=dataclasses.replace(config.mtcnn, thresholds=(0.8, 0.7, 0.7))),
         }
         for label, change in variants.items():
             cfg = dataclasses.replace(config, **change)
