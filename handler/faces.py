@@ -354,16 +354,26 @@ def _brightened(rgb: np.ndarray, config: DetectorConfig) -> np.ndarray:
     return cv2.LUT(rgb, lut)
 
 
-def _working_copy(rgb: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, float, int]:
-    """The downscaled, padded copy detection runs on; its scale k (work = photo * k) and the padding in pixels."""
+def _working_copy(rgb: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, float, float, int]:
+    """The downscaled, padded copy detection runs on; its scales kx, ky (working pixel q = (p + 0.5) * k - 0.5 + pad
+    for photo pixel p) and the padding in pixels."""
     h, w = rgb.shape[:2]
     k = min(1.0, config.work_max_side / max(h, w))
     ww, wh = max(1, int(round(w * k))), max(1, int(round(h * k)))
-    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if k < 1.0 else rgb
+    src_w, src_h = w, h
+    small = rgb
+    if k < 0.5:
+        # Integer-factor box filter first (OpenCV's fast INTER_AREA path, ~3x faster on 12 MP than one arbitrary
+        # factor); the few rows and columns beyond a multiple of the factor are left out of detection.
+        f = int(1.0 / k)
+        src_w, src_h = w // f * f, h // f * f
+        small = cv2.resize(rgb[:src_h, :src_w], (src_w // f, src_h // f), interpolation=cv2.INTER_AREA)
+    if small.shape[:2] != (wh, ww):
+        small = cv2.resize(small, (ww, wh), interpolation=cv2.INTER_AREA)
     small = _brightened(small, config)
     pad = int(round(config.pad_fraction * max(ww, wh)))
     padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else small
-    return padded, ww / w, pad  # the exact horizontal scale (rounding aside, the same vertically)
+    return padded, ww / src_w, wh / src_h, pad
 
 
 def detect_faces(rgb: np.ndarray, *, crop_size: int = 128, max_faces: int = 10,
@@ -376,9 +386,8 @@ def detect_faces(rgb: np.ndarray, *, crop_size: int = 128, max_faces: int = 10,
     h, w = rgb.shape[:2]
     if min(h, w) < 12 or max_faces <= 0:
         return []
-    work, k, pad = _working_copy(rgb, config)
+    work, kx, ky, pad = _working_copy(rgb, config)
     wh, ww = work.shape[0] - 2 * pad, work.shape[1] - 2 * pad
-    kx, ky = ww / w, wh / h
     short = min(ww, wh)
     mcfg = dataclasses.replace(config.mtcnn, min_face_px=max(float(config.min_face_px),
                                                                config.min_face_fraction * short))

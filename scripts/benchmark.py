@@ -14,6 +14,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+# Request logs and metrics on stdout would bury the numbers (the subprocesses inherit this too).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

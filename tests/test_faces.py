@@ -295,6 +295,22 @@ def test_astronaut_has_exactly_one_face_with_landmarks_on_hers():
     assert crop.shape == (DET, DET, 3)
 
 
+@pytest.mark.parametrize("size", [(3000, 3000), (2999, 3001)])
+def test_a_large_photo_is_detected_on_a_downscaled_copy_and_mapped_back(size):
+    """12 MP-class photos go through the integer-factor box filter; landmarks land where the 512 px ones do, scaled."""
+    from skimage import data
+
+    small = data.astronaut()
+    big = cv2.resize(small, size[::-1], interpolation=cv2.INTER_CUBIC)
+    ref = F.detect_faces(small)[0].landmarks
+    faces = F.detect_faces(big)
+    assert len(faces) == 1
+    scale = np.array([size[1] / 512, size[0] / 512])
+    expected = (ref + 0.5) * scale - 0.5
+    # A few working pixels of landmark noise at 640 px, in photo pixels (~4.7 per working pixel here).
+    assert np.abs(faces[0].landmarks - expected).max() < 6 * scale.max(), faces[0].landmarks - expected
+
+
 def test_photos_without_faces_give_an_empty_list():
     from skimage import data
 
