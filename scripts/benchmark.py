@@ -169,8 +169,8 @@ def main() -> None:
                                                                           "format": "jpeg"}, accept="image/jpeg")
     small = base64.b64encode(photo(512)).decode()
     cases["POST /v1/generate 4x256"] = json_event("/v1/generate", {"count": 4, "seed": 1}, accept="image/png")
-    cases["POST /v1/interpolate 8 frames gif"] = json_event("/v1/interpolate", {"image_base64": small, "end": {"old": 1},
-                                                                                "frames": 8}, accept="image/gif")
+    cases["POST /v1/interpolate 8 frames gif"] = json_event(
+        "/v1/interpolate", {"image_base64": small, "end": {"old": 1}, "frames": 8}, accept="image/gif")
 
     results = {}
     for name, ev in cases.items():

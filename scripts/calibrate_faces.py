@@ -236,10 +236,11 @@ class Tally:
         def q(x, p):
             return float(np.percentile(x, p)) if len(x) else float("nan")
 
-        return (f"{label:32s} found {100 * self.frontal / max(self.n, 1):5.1f}% (any {100 * self.found / max(self.n, 1):5.1f}%)"
+        n = max(self.n, 1)
+        return (f"{label:32s} found {100 * self.frontal / n:5.1f}% (any {100 * self.found / n:5.1f}%)"
                 f"  corner err med {q(self.corner, 50):.3f} p90 {q(self.corner, 90):.3f}"
-                f"  roll err med {q(self.roll, 50):4.1f}  lmk err/IOD med {q(self.lmk, 50):.3f} p90 {q(self.lmk, 90):.3f}"
-                f"  other dets {self.extra}")
+                f"  roll err med {q(self.roll, 50):4.1f}"
+                f"  lmk err/IOD med {q(self.lmk, 50):.3f} p90 {q(self.lmk, 90):.3f}  other dets {self.extra}")
 
     def group_line(self) -> str:
         parts = []
@@ -296,7 +297,8 @@ def report(args, rng, config: F.DetectorConfig, renderings: list[str], label: st
             print("   " + t.group_line())
         summary[rname] = (wild, tight, tighter)
     ms = 1000 * np.array(cpu)
-    print(f"   detect_faces CPU time on 1024x768 photos: median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms")
+    print(f"   detect_faces CPU time on 1024x768 photos: median {np.median(ms):.1f} ms,"
+          f" p90 {np.percentile(ms, 90):.1f} ms")
     return summary
 
 
