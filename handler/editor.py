@@ -1,6 +1,7 @@
 """Runs the exported CVAE on faces in photos, as named stages that can be tested alone:
 find faces -> preprocess (align to the model's crop) -> encode -> plan the edit -> decode -> postprocess
-(residual D(mu, a') - D(mu, a) added to the original pixels through a soft mask)."""
+(residual D(mu, a') - D(mu, a) added to the original pixels through the model's learned edit mask times a feather
+at the crop border; a model without a learned mask gets the fixed ellipse of faces.face_mask)."""
 
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from handler.observability import metrics, tracer
 
 MAX_STRENGTH = 3.0
 CONDITION_LIMIT = 3.0  # |decoder condition| cap; training saw -1 / +1, strength > 1 extrapolates beyond
+MASK_FLOOR = 0.05  # learned mask values below this count as "no edit": those pixels come back bit-identical
+BORDER_FEATHER = 0.08  # share of the crop side over which the mask falls to 0 at the crop's edge
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,19 @@ def to_residual(difference: Tensor) -> np.ndarray:
     return difference.mul(127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
 
 
+def crop_feather(size: int, share: float = BORDER_FEATHER) -> np.ndarray:
+    """(S, S) float32: 1 inside, falling linearly to 0 at the crop's border, so a pasted edit has no seam."""
+    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5) / max(1.0, share * size), 0.0, 1.0)
+    return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
+
+
+def paste_masks(mask: Tensor, feather: np.ndarray) -> np.ndarray:
+    """The model's edit masks (B, 1, S, S) in [0, 1] -> (B, S, S) float32 paste weights: values under MASK_FLOOR
+    become exactly 0 (those pixels stay the photo's own), the rest rescaled to [0, 1], times the border feather."""
+    m = ((mask[:, 0] - MASK_FLOOR) / (1.0 - MASK_FLOOR)).clamp(0.0, 1.0).numpy().astype(np.float32)
+    return m * feather[None]
+
+
 def to_pixels(x: Tensor) -> np.ndarray:
     """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) float32 in pixel units (0..255 scale, unclipped)."""
     return ((x + 1.0) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
@@ -76,6 +92,9 @@ class Editor:
         self.max_faces = max_faces
         # Scales every requested change: calibrated at export so that strength 1 gives a visible edit.
         self.edit_gain = float(model.card.get("edit_gain", 1.0))
+        # Model v2 predicts where each edit happens (card: learned_mask); v1 gets the fixed ellipse.
+        self.learned_mask = bool(model.card.get("learned_mask", False))
+        self.feather = crop_feather(self.size) if self.learned_mask else face_ops.face_mask(self.size)
         prevalence = model.card.get("attribute_prevalence")
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
@@ -171,17 +190,24 @@ class Editor:
         with torch.inference_mode():
             return self.module.decode(mu, condition(probs))
 
-    def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> np.ndarray:
-        """D(mu, a') - D(mu, a) for each face, in pixel units: (B, S, S, 3) float32."""
-        n = mu.shape[0]
-        decoded = self.decode(torch.cat([mu, mu]), torch.cat([before, after]))  # (2B, 3, S, S)
-        return to_residual(decoded[n:] - decoded[:n])
+    @tracer.capture_method
+    def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """D(mu, a') - D(mu, a) for each face in pixel units, (B, S, S, 3) float32, and where to paste it,
+        (B, S, S) float32 in [0, 1]. Both decodes run in one batch."""
+        with torch.inference_mode():
+            if self.learned_mask:
+                base, edited, mask = self.module.edit(mu, condition(before), condition(after))
+                return to_residual(edited - base), paste_masks(mask, self.feather)
+            n = mu.shape[0]
+            decoded = self.module.decode(torch.cat([mu, mu]), condition(torch.cat([before, after])))  # (2B, 3, S, S)
+        return to_residual(decoded[n:] - decoded[:n]), np.repeat(self.feather[None], n, axis=0)
 
     @tracer.capture_method
-    def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray) -> np.ndarray:
+    def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray,
+                    masks: np.ndarray) -> np.ndarray:
         out = rgb
-        for face, residual in zip(faces, residuals):
-            out = face_ops.blend_residual(out, residual, face)
+        for face, residual, mask in zip(faces, residuals, masks):
+            out = face_ops.blend_residual(out, residual, face, mask)
         return out
 
     # ---- use cases ----------------------------------------------------------------------------------------
@@ -199,11 +225,11 @@ class Editor:
         crops, x = self.preprocess(rgb, faces)
         enc = self.encode(x)
         after = self.apply(enc.probs, planned, strength)
-        residuals = self.residuals(enc.mu, enc.probs, after)
-        edited = self.postprocess(rgb, faces, residuals)
+        residuals, masks = self.residuals(enc.mu, enc.probs, after)
+        edited = self.postprocess(rgb, faces, residuals, masks)
         # Measure the result: re-encode the edited crops as the service returns them (mask applied).
-        mask = face_ops.face_mask(self.size)[..., None]
-        edited_crops = [np.clip(c + r * mask, 0, 255).round().astype(np.uint8) for c, r in zip(crops, residuals)]
+        edited_crops = [np.clip(c + r * m[..., None], 0, 255).round().astype(np.uint8)
+                        for c, r, m in zip(crops, residuals, masks)]
         measured = self.encode(to_model_input(edited_crops)).probs
         results = [FaceResult(i, f, self.catalog.scores(b), self.catalog.scores(a))
                    for (i, f), b, a in zip(chosen, enc.probs, measured)]
@@ -230,11 +256,10 @@ class Editor:
         enc = self.encode(x)
         a0 = self.apply(enc.probs, plan_start, strength)
         a1 = self.apply(enc.probs, plan_end, strength)
-        base = self.decode(enc.mu, enc.probs)  # D(mu, a), shared by every frame
         out = []
         for t in np.linspace(0.0, 1.0, frames):
-            residuals = to_residual(self.decode(enc.mu, a0 + float(t) * (a1 - a0)) - base)
-            out.append(self.postprocess(rgb, faces, residuals))
+            residuals, masks = self.residuals(enc.mu, enc.probs, a0 + float(t) * (a1 - a0))
+            out.append(self.postprocess(rgb, faces, residuals, masks))
         return out
 
     def interpolate_faces(self, rgb_a: np.ndarray, rgb_b: np.ndarray, *, frames: int, size: int) -> list[np.ndarray]:

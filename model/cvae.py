@@ -1,13 +1,20 @@
-"""Conditional VAE over 64x64 CelebA crops.
+"""Conditional VAE over 128x128 CelebA crops, with a learned edit mask (model v2).
 
 encode(x) -> (mu, logvar, attr_logits): latent Gaussian plus a head predicting the 40 attributes.
 decode(z, attrs) -> image in [-1, 1], conditioned on attributes given in [-1, 1] (-1 absent, +1 present;
 values beyond that range exaggerate an edit).
+edit(z, attrs, target) -> (D(z, a), D(z, a'), M): both decodes in one batch, and the map M in [0, 1] of where the
+edit happens (GANimation, Pumarola et al. 2018; SaGAN, PA-GAN use it for CelebA attributes). The service returns
+crop + M * (D(z, a') - D(z, a)), so pixels the mask leaves alone stay the photo's own.
+
+Upsampling is nearest-neighbour resize + 3x3 convolution (Odena et al., "Deconvolution and Checkerboard Artifacts",
+2016): stride-2 transposed convolutions, as in model v1, leave a checkerboard on every decode.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.attributes import NUM_ATTRIBUTES
@@ -15,66 +22,103 @@ from model.attributes import NUM_ATTRIBUTES
 
 @dataclass
 class CVAEConfig:
-    image_size: int = 64
-    latent_dim: int = 128
+    image_size: int = 128
+    latent_dim: int = 256
     num_attributes: int = NUM_ATTRIBUTES
-    base_channels: int = 32  # channels of the first encoder stage; doubled at every downsampling
+    # encoder stage widths, each halving the resolution; the decoder mirrors them
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    attr_max_resolution: int = 32  # the attributes are tiled into decoder stages whose input is at most this size
+    mask_channels: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def bottom(self) -> int:
+        return self.image_size // 2 ** len(self.channels)
+
 
 def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2))
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
 
 
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2))
+class _Up(nn.Module):
+    """x2 nearest resize + 3x3 conv + BatchNorm + LeakyReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.norm = nn.BatchNorm2d(cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(self.norm(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))), 0.2)
 
 
 class Encoder(nn.Module):
     def __init__(self, config: CVAEConfig):
         super().__init__()
-        c = config.base_channels
-        self.features = nn.Sequential(_down(3, c), _down(c, 2 * c), _down(2 * c, 4 * c), _down(4 * c, 8 * c))
-        flat = 8 * c * (config.image_size // 16) ** 2
+        widths = [3] + list(config.channels)
+        self.features = nn.Sequential(*[_down(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        flat = widths[-1] * config.bottom**2
         self.to_mu = nn.Linear(flat, config.latent_dim)
         self.to_logvar = nn.Linear(flat, config.latent_dim)
         self.attr_head = nn.Sequential(nn.Linear(flat, 512), nn.LeakyReLU(0.2), nn.Linear(512, config.num_attributes))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.features(x).flatten(1)  # (B, 8c * s/16 * s/16)
+        h = self.features(x).flatten(1)  # (B, C_last * bottom * bottom)
         return self.to_mu(h), self.to_logvar(h), self.attr_head(h)
 
 
 def _with_attrs(h: Tensor, attrs: Tensor) -> Tensor:
-    """Feature map with the attributes appended as constant channels."""
+    """Feature map with the attributes appended as constant channels: (B, C + A, H, W)."""
     return torch.cat([h, attrs[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
 
 
 class Decoder(nn.Module):
-    """Attributes enter at the input and again, tiled, before every upsampling stage, so that coarse edits (face
-    shape, hair colour) and fine ones (glasses, moustache) can both be driven by them."""
+    """Attributes enter at the input and again, tiled, at every stage up to attr_max_resolution, so coarse edits
+    (face shape, hair colour) and finer ones (glasses, moustache) can both be driven by them. Returns the image and
+    the last feature map (what the mask head reads)."""
 
     def __init__(self, config: CVAEConfig):
         super().__init__()
-        c = config.base_channels
-        self.start = config.image_size // 16
-        self.top_channels = 8 * c
         n_attr = config.num_attributes
-        self.fc = nn.Linear(config.latent_dim + n_attr, self.top_channels * self.start**2)
-        self.up1 = _up(8 * c + n_attr, 4 * c)
-        self.up2 = _up(4 * c + n_attr, 2 * c)
-        self.up3 = _up(2 * c + n_attr, c)
-        self.up4 = nn.ConvTranspose2d(c + n_attr, 3, 4, 2, 1)
+        self.start = config.bottom
+        widths = list(reversed(config.channels)) + [config.channels[0]]  # e.g. 256 128 64 32 16 16
+        self.top_channels = widths[0]
+        self.fc = nn.Linear(config.latent_dim + n_attr, widths[0] * self.start**2)
+        stages = []
+        self.tiled: list[bool] = []
+        res = self.start
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            tiled = res <= config.attr_max_resolution
+            stages.append(_Up(cin + (n_attr if tiled else 0), cout))
+            self.tiled.append(tiled)
+            res *= 2
+        self.stages = nn.ModuleList(stages)
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
 
-    def forward(self, z: Tensor, attrs: Tensor) -> Tensor:
+    def forward(self, z: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor]:
         b = z.shape[0]
-        h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, 8c, 4, 4)
-        h = self.up1(_with_attrs(h, attrs))  # (B, 4c, 8, 8)
-        h = self.up2(_with_attrs(h, attrs))  # (B, 2c, 16, 16)
-        h = self.up3(_with_attrs(h, attrs))  # (B, c, 32, 32)
-        return torch.tanh(self.up4(_with_attrs(h, attrs)))  # (B, 3, 64, 64)
+        h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, C, 4, 4)
+        h = F.leaky_relu(h, 0.2)
+        for i, stage in enumerate(self.stages):
+            h = stage(_with_attrs(h, attrs) if self.tiled[i] else h)  # (B, C_i, 2^(i+3), 2^(i+3))
+        return torch.tanh(self.to_rgb(h)), h  # (B, 3, S, S), (B, C0, S, S)
+
+
+class MaskHead(nn.Module):
+    """Where an edit happens: reads the last decoder features of the original-attribute decode and of the edited
+    one (and their difference), so it can tell which region the change of attributes touches."""
+
+    def __init__(self, config: CVAEConfig):
+        super().__init__()
+        c = config.channels[0]
+        self.net = nn.Sequential(nn.Conv2d(2 * c, config.mask_channels, 3, 1, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(config.mask_channels, 1, 3, 1, 1))
+
+    def forward(self, base_features: Tensor, edit_features: Tensor) -> Tensor:
+        h = torch.cat([edit_features, edit_features - base_features], dim=1)  # (B, 2 C0, S, S)
+        return torch.sigmoid(self.net(h))  # (B, 1, S, S)
 
 
 class LatentAdversary(nn.Module):
@@ -97,6 +141,7 @@ class CVAE(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        self.mask_head = MaskHead(config)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.encoder(x)
@@ -106,13 +151,25 @@ class CVAE(nn.Module):
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
-        return self.decoder(z, attrs)
+        return self.decoder(z, attrs)[0]
+
+    def edit(self, z: Tensor, attrs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(D(z, attrs), D(z, target), mask), both decodes in one batch of 2B."""
+        n = z.shape[0]
+        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]))  # (2B, 3, S, S), (2B, C0, S, S)
+        mask = self.mask_head(features[:n], features[n:])
+        return images[:n], images[n:], mask
 
     def forward(self, x: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Training pass: reconstruct x under its own (given) attributes from a sampled latent."""
+        """Reconstruct x under its own (given) attributes from a sampled latent."""
         mu, logvar, attr_logits = self.encode(x)
         recon = self.decode(self.reparameterize(mu, logvar), attrs)
         return recon, mu, logvar, attr_logits
+
+
+def composite(x: Tensor, base: Tensor, edited: Tensor, mask: Tensor) -> Tensor:
+    """What the service returns for an edit: the input plus the masked change of decodes."""
+    return x + mask * (edited - base)
 
 
 def labels_to_condition(labels01: Tensor) -> Tensor:

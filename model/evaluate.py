@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.cvae import CVAE, labels_to_condition
+from model.cvae import CVAE, composite, labels_to_condition
 from model.data import CelebASplit, to_tensor_batch
 
 
@@ -68,22 +68,22 @@ SERVICE_CONDITION_LIMIT = 3.0
 @torch.inference_mode()
 def edit_flip_rate(model: CVAE, split: CelebASplit, attribute_indices: list[int], gain: float,
                    batch_size: int = 256) -> dict[int, float]:
-    """Share of single-attribute edits that the model's own attribute head sees flipped, measured on the residual
-    edit the service applies (x + D(mu, a') - D(mu, a)), with a = the head's prediction and
-    a' = a + gain * (target - a). Used to calibrate the service's edit gain; the independent judge of the
-    AttGAN/STGAN protocol is a separate, stricter measurement."""
+    """Share of single-attribute edits that the model's own attribute head sees flipped, measured on the masked
+    edit the service applies (x + M * (D(mu, a') - D(mu, a))), with a = the head's prediction and
+    a' = a + gain * (target - a). Used to calibrate the service's edit gain; the independent judges of the
+    AttGAN/STGAN protocol are a separate, stricter measurement and are never used for it."""
     model.eval()
     hits = {i: 0 for i in attribute_indices}
     for start in range(0, len(split), batch_size):
         x = to_tensor_batch(split.images[start:start + batch_size])
         mu, _, logits = model.encode(x)
         probs = torch.sigmoid(logits)
-        base = model.decode(mu, labels_to_condition(probs))
         for i in attribute_indices:
             present = probs[:, i] > 0.5
             edited = probs.clone()
             edited[:, i] = probs[:, i] + gain * ((~present).float() - probs[:, i])
-            out = (x + model.decode(mu, labels_to_condition(edited).clamp(-SERVICE_CONDITION_LIMIT, SERVICE_CONDITION_LIMIT)) - base).clamp(-1, 1)
+            target = labels_to_condition(edited).clamp(-SERVICE_CONDITION_LIMIT, SERVICE_CONDITION_LIMIT)
+            out = composite(x, *model.edit(mu, labels_to_condition(probs), target)).clamp(-1, 1)
             _, _, new_logits = model.encode(out)
             hits[i] += int(((new_logits[:, i] > 0) != present).sum())
     return {i: h / len(split) for i, h in hits.items()}

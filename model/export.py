@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from model.cvae import CVAE, Decoder, Encoder
+from model.cvae import CVAE, Decoder, Encoder, MaskHead
 
 ARTIFACT_FILE = "cvae.torchscript.pt"
 CARD_FILE = "model_card.json"
@@ -18,12 +18,14 @@ CARD_FILE = "model_card.json"
 
 class ServingCVAE(nn.Module):
     """What the service runs: forward = encode (mean latent, log-variance, attribute logits); decode(z, attrs);
-    sample_latent(eps) for new faces."""
+    edit(z, attrs, target) = (D(z, a), D(z, a'), mask) in one batch; sample_latent(eps) for new faces."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, latent_mean: Tensor, latent_scale: Tensor):
+    def __init__(self, encoder: Encoder, decoder: Decoder, mask_head: MaskHead, latent_mean: Tensor,
+                 latent_scale: Tensor):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.mask_head = mask_head
         self.register_buffer("latent_mean", latent_mean)
         self.register_buffer("latent_scale", latent_scale)
 
@@ -32,7 +34,13 @@ class ServingCVAE(nn.Module):
 
     @torch.jit.export
     def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
-        return self.decoder(z, attrs)
+        return self.decoder(z, attrs)[0]
+
+    @torch.jit.export
+    def edit(self, z: Tensor, attrs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        n = z.shape[0]
+        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]))  # (2B, 3, S, S), (2B, C, S, S)
+        return images[:n], images[n:], self.mask_head(features[:n], features[n:])
 
     @torch.jit.export
     def sample_latent(self, eps: Tensor) -> Tensor:
@@ -59,7 +67,9 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
     model = model.eval().cpu()
     dim = model.config.latent_dim
     mean, scale = latent_prior if latent_prior is not None else (torch.zeros(dim), torch.eye(dim))
-    scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder, mean.float(), scale.float()))
+    model = model.to(memory_format=torch.contiguous_format)
+    scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder, model.mask_head, mean.float(),
+                                            scale.float()))
     path = out_dir / ARTIFACT_FILE
     scripted.save(str(path), _extra_files={"config.json": json.dumps(model.config.to_dict())})
     card = {**card, "artifact": {"file": ARTIFACT_FILE, "format": "torchscript", "torch_version": torch.__version__,
@@ -69,9 +79,10 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
 
 
 def load_checkpoint(path: str | Path) -> tuple[CVAE, dict]:
+    """A training checkpoint or a half-precision warm start (scripts/train.py), as a float32 CVAE in eval mode."""
     from model.cvae import CVAEConfig
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = CVAE(CVAEConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return model.eval(), ckpt

@@ -23,15 +23,20 @@ def save_grid(columns: list[Tensor], path: str | Path) -> None:
 
 @torch.inference_mode()
 def edit_columns(model, x: Tensor, labels01: Tensor, attribute_indices: list[int]) -> list[Tensor]:
-    """[input, reconstruction, one column per attribute flipped] using the mean latent."""
-    from model.cvae import labels_to_condition
+    """[input, reconstruction, then per attribute flipped: the composited edit the service returns] using the mean
+    latent, and a last column showing the first edit's mask in grey."""
+    from model.attribute_rules import flip
+    from model.cvae import composite, labels_to_condition
 
     mu, _, _ = model.encode(x)
-    columns = [x, model.decode(mu, labels_to_condition(labels01))]
+    cond = labels_to_condition(labels01)
+    columns = [x, model.decode(mu, cond)]
+    masks = []
     for i in attribute_indices:
-        flipped = labels01.clone()
-        flipped[:, i] = 1.0 - flipped[:, i]
-        columns.append(model.decode(mu, labels_to_condition(flipped)))
+        base, edited, mask = model.edit(mu, cond, labels_to_condition(flip(labels01, i)))
+        columns.append(composite(x, base, edited, mask))
+        masks.append(mask)
+    columns.append(masks[0].expand(-1, 3, -1, -1) * 2 - 1)
     return columns
 
 

@@ -1,192 +1,292 @@
-"""The CVAE training loop: single process, or DistributedDataParallel under torchrun (gloo on CPU, NCCL on GPU)."""
+"""Training loop of the CVAE v2 with its adversarial critic, run as resumable segments.
+
+One step: a critic step (hinge realism on real faces vs. the composited edits, attribute head on real faces), then
+a generator step (L1 reconstruction + KL + attribute head + Fader latent confusion + realism and attribute
+classification of the composited edits + mask sparsity and smoothness), then the latent adversary's step.
+
+A run lives in `out_dir` (by default outside the repository). Every `checkpoint_minutes` it writes checkpoint.pt:
+model, critic, adversary, their optimisers, the RNG states and the data position, so `--resume` continues the
+exact sequence. A segment ends after `segment_minutes`; `write_warm_start` then stores the weights in half
+precision (no optimiser state) for committing, so the next segment can start on a machine without the cache.
+"""
 
 import json
-import os
 import time
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NOT_EDITABLE
-from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
+from model.critic import Critic, CriticConfig, translate
+from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
 from model.data import load_split, to_tensor_batch
 from model.grid import edit_columns, save_grid
-from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets,
-                          latent_confusion_loss, vae_loss)
+from model.losses import (adversary_loss, attribute_loss, changed_weights, critic_hinge_loss,
+                          edit_classification_loss, edit_targets, generator_hinge_loss, kl_divergence,
+                          latent_confusion_loss, mask_penalties, target_condition)
 
-PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache"]
+PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache", "Bangs"]
+DEFAULT_RUNS = Path.home() / ".cache" / "face-interpolator" / "runs"
 
 
 @dataclass
 class TrainSettings:
+    name: str = "cvae128_gan"
     data_dir: str = "../shared/celeba128"
-    out_dir: str = "runs/cvae64"
-    cache_dir: str = ".cache"
-    steps: int = 5000
-    batch_size: int = 128
-    lr: float = 1e-3
-    beta: float = 1.0  # weight of the KL term
-    attr_weight: float = 10.0  # weight of the attribute head's BCE (summed over 40)
-    edit_weight: float = 10.0  # weight of the AttGAN-style classification loss on edited decodes
-    edit_focus_share: float = 0.0  # share of edit flips drawn from the 13 evaluated attributes (else any editable)
-    adv_weight: float = 0.0  # weight of the latent-confusion loss against the latent adversary (0: no adversary)
-    adv_warmup: int = 1000  # steps over which adv_weight ramps up from 0
-    adv_lr: float = 1e-3
-    edit_on_residual: bool = False  # the edit loss also judges the service's residual edit of the input
-    edit_residual_blur: float = 0.0  # sigma (pixels) of a Gaussian low-pass on that residual (0: none)
-    init_from: str | None = None  # start from this checkpoint's weights (a fine-tune), with a fresh optimizer
+    out_dir: str | None = None  # default: ~/.cache/face-interpolator/runs/<name>
+    cache_dir: str = str(Path.home() / ".cache" / "face-interpolator" / "data")
+    steps: int = 100_000  # the whole chain; a segment stops earlier after segment_minutes
+    batch_size: int = 32
+    lr: float = 2e-4
+    critic_lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    rec_weight: float = 100.0  # L1, mean over pixels
+    kl_weight: float = 0.002  # KL summed over latent dimensions
+    attr_weight: float = 10.0  # encoder's attribute head on real faces
+    fader_weight: float = 1.0  # latent confusion against the latent adversary
+    fader_warmup: int = 2000
+    adv_weight: float = 1.0  # generator's hinge loss on composited edits
+    cls_weight: float = 10.0  # critic's attribute head on composited edits should read the targets
+    changed_weight: float = 13.0  # weight of the changed attributes inside cls_weight's mean over 40
+    critic_cls_weight: float = 1.0  # critic's attribute head on real faces
+    mask_sparsity: float = 0.1
+    mask_tv: float = 1.0
+    focus_share: float = 0.6  # single flips drawn from the 13 evaluated attributes
+    shuffle_share: float = 0.3  # AttGAN shuffled-label targets
     seed: int = 0
     log_every: int = 50
-    checkpoint_every: int = 500
+    checkpoint_minutes: float = 15.0
+    segment_minutes: float = 150.0
+    preview_every: int = 1000
     train_limit: int | None = None  # use only the first N training images (smoke tests)
+    channels_last: bool = True
+    pause_share: float = 0.0  # sleep this share of each step's time, leaving CPU to other work on a shared machine
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
+    critic: dict = field(default_factory=dict)  # CriticConfig overrides
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else DEFAULT_RUNS / self.name
 
 
-def _setup_distributed() -> tuple[int, int, torch.device]:
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
-        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    return rank, world, device
+@dataclass
+class State:
+    """Everything a checkpoint restores besides module and optimiser weights."""
+    step: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    cursor: int = 0
+    order: np.ndarray | None = None
+    segments: list[dict] = field(default_factory=list)  # the chain so far (model card: training.segments)
 
 
-def train(settings: TrainSettings, *, resume: bool = False) -> Path:
-    rank, world, device = _setup_distributed()
-    master = rank == 0
-    out = Path(settings.out_dir)
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
+class Trainer:
+    def __init__(self, settings: TrainSettings, device: torch.device | None = None):
+        self.settings = s = settings
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch.manual_seed(s.seed)
+        self.config = CVAEConfig(**s.model)
+        self.model = CVAE(self.config).to(self.device)
+        self.critic = Critic(CriticConfig(image_size=self.config.image_size, **s.critic)).to(self.device)
+        self.adversary = LatentAdversary(self.config).to(self.device)
+        if s.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.critic.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=s.lr, betas=tuple(s.betas))
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, betas=tuple(s.betas))
+        self.opt_a = torch.optim.Adam(self.adversary.parameters(), lr=1e-3)
+        self.rng = np.random.default_rng(s.seed)
+        self.state = State()
+        self.focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
+        self.editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
 
-    data = load_split(settings.data_dir, "train", size=CVAEConfig(**settings.model).image_size,
-                      cache_dir=settings.cache_dir, limit=settings.train_limit)
-    preview = load_split(settings.data_dir, "val", size=CVAEConfig(**settings.model).image_size,
-                         cache_dir=settings.cache_dir, limit=8)
-    config = CVAEConfig(**settings.model)
-    model = CVAE(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    adversary = LatentAdversary(config).to(device)
-    adv_optimizer = torch.optim.Adam(adversary.parameters(), lr=settings.adv_lr)
-    step, images_seen, train_seconds = 0, 0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    if settings.init_from and not (resume and ckpt_path.exists()):
-        init = torch.load(settings.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(init["model"])
-        adversary.load_state_dict(init["adversary"])
-        if master:
-            print(f"initialised from {settings.init_from} (step {init['step']})")
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        adversary.load_state_dict(ckpt["adversary"])
-        adv_optimizer.load_state_dict(ckpt["adv_optimizer"])
-        step, images_seen, train_seconds = ckpt["step"], ckpt["images_seen"], ckpt["train_seconds"]
-        if master:
-            print(f"resumed from {ckpt_path} at step {step}")
-    ddp = DistributedDataParallel(model) if world > 1 else model
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps, eta_min=settings.lr * 0.05,
-                                                           last_epoch=step - 1 if step else -1)
-    if master:
-        out.mkdir(parents=True, exist_ok=True)
-        n_params = sum(p.numel() for p in model.parameters())
-        print(f"{len(data)} training images, {n_params / 1e6:.2f}M parameters, {world} process(es) on {device}")
+    # ---- checkpoints -----------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.settings.run_dir / "checkpoint.pt"
 
-    focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
-    editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
-    # Each rank draws its own shard of a shared per-epoch permutation.
-    per_rank = settings.batch_size // world
-    rng = np.random.default_rng(settings.seed + step)
-    order, cursor = rng.permutation(len(data)), 0
-    t_last, seen_last = time.time(), 0
-    while step < settings.steps:
-        if cursor + settings.batch_size > len(order):
-            order, cursor = rng.permutation(len(data)), 0
-        idx = np.sort(order[cursor + rank * per_rank: cursor + (rank + 1) * per_rank])
-        cursor += settings.batch_size
-        x = to_tensor_batch(data.images[idx]).to(device)
-        if torch.rand(()) < 0.5:  # horizontal flip: CelebA attributes are mirror-symmetric
-            x = x.flip(3)
-        labels = torch.from_numpy(data.labels[idx]).to(device)
+    def save_checkpoint(self) -> None:
+        st = self.state
+        payload = {"model": self.model.state_dict(), "critic": self.critic.state_dict(),
+                   "adversary": self.adversary.state_dict(), "opt_g": self.opt_g.state_dict(),
+                   "opt_d": self.opt_d.state_dict(), "opt_a": self.opt_a.state_dict(),
+                   "config": self.config.to_dict(), "critic_config": self.critic.config.to_dict(),
+                   "settings": asdict(self.settings), "step": st.step, "images_seen": st.images_seen,
+                   "train_seconds": st.train_seconds, "cursor": st.cursor, "order": st.order,
+                   "segments": st.segments, "torch_rng": torch.get_rng_state(),
+                   "numpy_rng": self.rng.bit_generator.state}
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # atomic: an interrupted save never corrupts the last good checkpoint
+        print(f"checkpoint {path} at step {st.step} ({st.train_seconds / 60:.1f} min of training)", flush=True)
 
-        t0 = time.time()
-        recon, mu, logvar, logits = ddp(x, labels_to_condition(labels))
-        rec, kld = vae_loss(recon, x, mu, logvar, settings.beta)
-        attr = attribute_loss(logits, labels)
-        targets = edit_targets(labels, focus, editable, settings.edit_focus_share)
-        edit = (edit_classification_loss(model, mu, targets, x, labels, settings.edit_residual_blur)
-                if settings.edit_on_residual
-                else edit_classification_loss(model, mu, targets))
-        loss = rec + kld + settings.attr_weight * attr + settings.edit_weight * edit
-        if settings.adv_weight > 0:
-            ramp = min(1.0, step / max(1, settings.adv_warmup))
-            loss = loss + settings.adv_weight * ramp * latent_confusion_loss(adversary, mu)
-        optimizer.zero_grad(set_to_none=True)
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.critic.load_state_dict(ckpt["critic"])
+        self.adversary.load_state_dict(ckpt["adversary"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.opt_a.load_state_dict(ckpt["opt_a"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.rng.bit_generator.state = ckpt["numpy_rng"]
+        self.state = State(step=ckpt["step"], images_seen=ckpt["images_seen"], train_seconds=ckpt["train_seconds"],
+                           cursor=ckpt["cursor"], order=ckpt["order"], segments=ckpt["segments"])
+        print(f"resumed from {path} at step {self.state.step}", flush=True)
+
+    def load_warm_start(self, path: Path) -> None:
+        """Weights from a committed half-precision warm start; optimisers start fresh, the data order anew."""
+        warm = torch.load(path, map_location=self.device, weights_only=False)
+        for module, key in ((self.model, "model"), (self.critic, "critic"), (self.adversary, "adversary")):
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in warm[key].items()})
+        self.state = State(step=warm["step"], images_seen=warm["images_seen"], train_seconds=warm["train_seconds"],
+                           segments=warm["segments"])
+        self.rng = np.random.default_rng(self.settings.seed + warm["step"])
+        print(f"warm start from {path} at step {self.state.step} (fresh optimisers)", flush=True)
+
+    def write_warm_start(self, path: Path) -> None:
+        half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
+        st = self.state
+        payload = {"model": half(self.model.state_dict()), "critic": half(self.critic.state_dict()),
+                   "adversary": half(self.adversary.state_dict()), "config": self.config.to_dict(),
+                   "critic_config": self.critic.config.to_dict(), "settings": asdict(self.settings),
+                   "step": st.step, "images_seen": st.images_seen, "train_seconds": st.train_seconds,
+                   "segments": st.segments}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+        print(f"warm start {path} ({path.stat().st_size / 1e6:.1f} MB) at step {st.step}", flush=True)
+
+    # ---- data ------------------------------------------------------------------------------------------------
+    def next_batch(self, n_images: int) -> np.ndarray:
+        st = self.state
+        if st.order is None or st.cursor + self.settings.batch_size > len(st.order):
+            st.order, st.cursor = self.rng.permutation(n_images), 0
+        idx = np.sort(st.order[st.cursor:st.cursor + self.settings.batch_size])
+        st.cursor += self.settings.batch_size
+        return idx
+
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        x = to_tensor_batch(images).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else x
+
+    # ---- one step --------------------------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        s = self.settings
+        target = edit_targets(labels.cpu(), self.focus, self.editable, focus_share=s.focus_share,
+                              shuffle_share=s.shuffle_share).to(self.device)
+        cond, cond_target = labels_to_condition(labels), target_condition(labels.cpu(), target.cpu()).to(self.device)
+
+        mu, logvar, head_logits = self.model.encode(x)
+        z = self.model.reparameterize(mu, logvar)
+        # The edit pass decodes from a detached latent: edits teach the decoder, not the encoder.
+        recon, edited, mask = self._edit_pass(z, cond, cond_target)
+        fake = composite(x, recon.detach(), edited, mask)  # (B, 3, S, S)
+
+        # critic step
+        real_scores, real_logits = self.critic(translate(x))
+        fake_scores, _ = self.critic(translate(fake.detach()))
+        d_adv = critic_hinge_loss(real_scores, fake_scores)
+        d_cls = attribute_loss(real_logits, labels)
+        self.opt_d.zero_grad(set_to_none=True)
+        (d_adv + s.critic_cls_weight * d_cls).backward()
+        self.opt_d.step()
+
+        # generator step
+        rec = (recon - x).abs().mean()
+        kld = kl_divergence(mu, logvar)
+        head = attribute_loss(head_logits, labels)
+        g_scores, g_logits = self.critic(translate(fake))
+        g_adv = generator_hinge_loss(g_scores)
+        g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
+        sparsity, tv = mask_penalties(mask)
+        ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
+        confusion = latent_confusion_loss(self.adversary, mu)
+        loss = (s.rec_weight * rec + s.kl_weight * kld + s.attr_weight * head + s.fader_weight * ramp * confusion
+                + s.adv_weight * g_adv + s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv)
+        self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if settings.adv_weight > 0:  # after the encoder's step: its loss read the adversary's current weights
-            adv_optimizer.zero_grad(set_to_none=True)
-            adversary_loss(adversary, mu, labels).backward()
-            if world > 1:  # the adversary is outside DDP: average its gradients by hand
-                for p in adversary.parameters():
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-            adv_optimizer.step()
-        step += 1
-        images_seen += settings.batch_size
-        train_seconds += time.time() - t0
+        self.opt_g.step()
 
-        if master and step % settings.log_every == 0:
+        # latent adversary step, after the encoder's: its loss read the adversary's current weights
+        self.opt_a.zero_grad(set_to_none=True)
+        adversary_loss(self.adversary, mu, labels).backward()
+        self.opt_a.step()
+        return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
+                "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
+                "mask": sparsity.item(), "tv": tv.item()}
+
+    def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor):
+        """model.edit with the reconstruction's latent kept attached (it trains the encoder) and the edit's
+        latent detached."""
+        n = z.shape[0]
+        images, features = self.model.decoder(torch.cat([z, z.detach()]), torch.cat([cond, cond_target]))
+        mask = self.model.mask_head(features[:n], features[n:])
+        return images[:n], images[n:], mask
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+    def run(self, *, command: str = "", config_file: str | None = None) -> None:
+        s = self.settings
+        data = load_split(s.data_dir, "train", size=self.config.image_size, cache_dir=s.cache_dir,
+                          limit=s.train_limit)
+        preview = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=8)
+        n_params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        n_critic = sum(p.numel() for p in self.critic.parameters()) / 1e6
+        print(f"{len(data)} training images, generator {n_params:.2f}M, critic {n_critic:.2f}M parameters, "
+              f"on {self.device} ({torch.get_num_threads()} threads)", flush=True)
+        segment = {"index": len(self.state.segments) + 1, "config": config_file, "command": command,
+                   "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.state.segments.append(segment)
+        t_segment = t_ckpt = t_log = time.time()
+        seen_log = self.state.images_seen
+        self.model.train()
+        while self.state.step < s.steps:
+            idx = self.next_batch(len(data))
+            x = self._input(data.images[idx])
+            labels = torch.from_numpy(data.labels[idx]).to(self.device)
+            if torch.rand(()) < 0.5:  # horizontal flip: CelebA attributes are mirror-symmetric
+                x = x.flip(3)
+            t0 = time.time()
+            losses = self.step(x, labels)
+            self.state.step += 1
+            self.state.images_seen += len(idx)
+            step_seconds = time.time() - t0
+            self.state.train_seconds += step_seconds
+            if s.pause_share > 0:
+                time.sleep(s.pause_share * step_seconds)
+            segment.update(end_step=self.state.step, minutes=round((time.time() - t_segment) / 60, 1))
+
             now = time.time()
-            rate = (images_seen - seen_last) / (now - t_last) if seen_last else float("nan")
-            t_last, seen_last = now, images_seen
-            acc = ((logits > 0).float() == labels).float().mean().item()
-            adv_note = f"adv_acc {_adversary_accuracy(adversary, mu, labels):.3f} " if settings.adv_weight > 0 else ""
-            print(f"step {step}/{settings.steps} loss {loss.item():.1f} rec {rec.item():.1f} kl {kld.item():.1f} "
-                  f"attr {attr.item():.2f} edit {edit.item():.2f} head_acc {acc:.3f} {adv_note}"
-                  f"lr {scheduler.get_last_lr()[0]:.2e} {rate:.0f} img/s", flush=True)
-        if master and (step % settings.checkpoint_every == 0 or step == settings.steps):
-            _checkpoint(model, optimizer, adversary, adv_optimizer, settings, device, world, step, images_seen,
-                        train_seconds, ckpt_path)
-            model.eval()
-            cols = edit_columns(model, to_tensor_batch(preview.images).to(device), torch.from_numpy(preview.labels).to(device),
-                                [CELEBA_ATTRIBUTES.index(a) for a in PREVIEW_ATTRIBUTES])
-            save_grid(cols, out / f"preview_{step:06d}.png")
-            model.train()
-    if world > 1:
-        dist.destroy_process_group()
-    return ckpt_path
+            if self.state.step % s.log_every == 0:
+                rate = (self.state.images_seen - seen_log) / (now - t_log)
+                t_log, seen_log = now, self.state.images_seen
+                print(f"step {self.state.step}/{s.steps} " + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+                      + f" {rate:.1f} img/s", flush=True)
+            if self.state.step % s.preview_every == 0:
+                self.save_preview(preview)
+            segment_over = now - t_segment >= s.segment_minutes * 60
+            if now - t_ckpt >= s.checkpoint_minutes * 60 or segment_over or self.state.step == s.steps:
+                self.save_checkpoint()
+                t_ckpt = now
+            if segment_over:
+                print(f"segment {segment['index']} over after {segment['minutes']} min", flush=True)
+                break
+        if self.state.step == s.steps:
+            self.save_checkpoint()
+        self.save_preview(preview)
 
-
-@torch.no_grad()
-def _adversary_accuracy(adversary: LatentAdversary, mu: torch.Tensor, labels: torch.Tensor) -> float:
-    """How well the adversary reads the attributes from this batch's latent (chance is the majority rate)."""
-    adversary.eval()
-    acc = ((adversary(mu) > 0).float() == labels).float().mean().item()
-    adversary.train()
-    return acc
-
-
-def _checkpoint(model, optimizer, adversary, adv_optimizer, settings, device, world, step, images_seen,
-                train_seconds, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": model.config.to_dict(),
-                "adversary": adversary.state_dict(), "adv_optimizer": adv_optimizer.state_dict(),
-                "settings": asdict(settings), "device": f"{device} x{world}", "step": step, "images_seen": images_seen,
-                "train_seconds": train_seconds}, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never corrupts the last good checkpoint
-    print(f"checkpoint {path} at step {step} ({train_seconds / 60:.1f} min of training)", flush=True)
+    @torch.no_grad()
+    def save_preview(self, preview) -> None:
+        self.model.eval()
+        x = self._input(preview.images)
+        labels = torch.from_numpy(preview.labels).to(self.device)
+        cols = edit_columns(self.model, x, labels, [CELEBA_ATTRIBUTES.index(a) for a in PREVIEW_ATTRIBUTES])
+        save_grid(cols, self.settings.run_dir / f"preview_{self.state.step:06d}.png")
+        self.model.train()
 
 
 def load_settings(config_file: str | None, overrides: dict) -> TrainSettings:

@@ -1,5 +1,6 @@
 """Measure the shipped model's edits with the AttGAN/STGAN protocol (model/edit_eval.py) on the CelebA test
-split, judged by the independent classifier (model/judge.py, trained by scripts/train_judge.py).
+split, judged by two independent classifiers of different architecture and resolution (model/judge.py: judge64 and
+judge128, trained by scripts/train_judge.py). An edit only one judge sees is noise, not the attribute.
 
 Writes <out-dir>/edit_eval.json, edit_eval.md and edit_eval.png (rows: test faces; columns: the input, then the
 service's output with each of the 13 attributes flipped), and copies the headline numbers into the model card's
@@ -22,20 +23,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
-from handler.editor import CONDITION_LIMIT  # noqa: E402
-from handler.faces import face_mask  # noqa: E402
+from handler.editor import CONDITION_LIMIT, Editor, paste_masks  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
 from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
 from model.grid import save_labelled_grid  # noqa: E402
-from model.judge import JUDGE_WEIGHTS, load_judge  # noqa: E402
+from model.judge import JUDGE128_WEIGHTS, JUDGE_WEIGHTS, load_judge  # noqa: E402
 
 DEFAULT_STRENGTH = 1.0  # the API's default `strength` (handler/schemas.py)
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model-dir", default=str(ROOT / "layers" / "model"), help="exported model; its card is updated")
-parser.add_argument("--judge", default=str(JUDGE_WEIGHTS), help="judge weights (card next to them)")
+parser.add_argument("--judge", default=str(JUDGE_WEIGHTS), help="judge64 weights (card next to them)")
+parser.add_argument("--judge128", default=str(JUDGE128_WEIGHTS), help="judge128 weights (card next to them)")
 parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
 parser.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="decoded image cache")
 parser.add_argument("--out-dir", default=str(ROOT / "reports"), help="where the JSON, Markdown and PNG go")
@@ -49,75 +50,118 @@ args = parser.parse_args()
 started = time.time()
 loaded = load_model(args.model_dir)
 module = loaded.module
-judge, judge_card = load_judge(args.judge)
+judges, judge_cards = {}, {}
+for name, path in (("judge64", args.judge), ("judge128", args.judge128)):
+    judges[name], judge_cards[name] = load_judge(path)
 size = loaded.resolution
 test = load_split(args.data_dir, args.split, size=size, cache_dir=args.cache_dir, limit=args.limit)
 indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
 settings = EditSettings(gain=float(loaded.card.get("edit_gain", 1.0)), strength=args.strength,
-                        condition_limit=CONDITION_LIMIT, residual_mask=torch.from_numpy(face_mask(size)))
+                        condition_limit=CONDITION_LIMIT)
+editor = Editor(loaded)  # its paste weights: the learned mask (floored) times the border feather
 
 
 class Served:
-    """The TorchScript module under the names model/evaluate.py expects."""
+    """The TorchScript module under the names model/evaluate.py and model/edit_eval.py expect."""
 
     encode = staticmethod(lambda x: module(x))
     decode = staticmethod(lambda z, a: module.decode(z, a))
 
+    @staticmethod
+    def edit(z, a, a2):
+        if not editor.learned_mask:  # a v1 model: both decodes, pasted through the fixed ellipse
+            n = z.shape[0]
+            decoded = module.decode(torch.cat([z, z]), torch.cat([a, a2]))
+            return decoded[:n], decoded[n:], torch.from_numpy(editor.feather)[None, None].expand(n, 1, -1, -1)
+        base, edited, mask = module.edit(z, a, a2)
+        return base, edited, torch.from_numpy(paste_masks(mask, editor.feather))[:, None]
 
-edits = evaluate_edits(Served.encode, Served.decode, judge, test, indices, settings, grid_rows=args.grid_rows)
+
+edits = evaluate_edits(Served.encode, Served.edit, judges, test, indices, settings, grid_rows=args.grid_rows)
 recon = reconstruction_and_attribute_metrics(Served, test)
-judge_acc = edits["judge_accuracy"]
+by_judge = edits["judges"]
+judge_acc = by_judge["judge64"]["judge_accuracy"]
 
 
 def r(v) -> float:
     return round(float(v), 4)
 
 
+def per_attribute(values) -> dict[str, float]:
+    return {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, values)}
+
+
+j64, j128 = by_judge["judge64"], by_judge["judge128"]
 metrics = {
     "split": args.split,
     "images": len(test),
+    # judge64: the keys the card has always had
     "judge_accuracy_mean_40": r(judge_acc.mean()),
     "judge_accuracy_mean_13": r(judge_acc[indices].mean()),
-    "edit_accuracy": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["edit_accuracy"])},
-    "edit_accuracy_mean": r(edits["edit_accuracy"].mean()),
-    "edit_accuracy_raw": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["edit_accuracy_raw"])},
-    "edit_accuracy_mean_raw": r(edits["edit_accuracy_raw"].mean()),
-    "preservation_error": r(edits["preservation_error"].mean()),
-    "preservation_error_by_attribute": {a: r(v) for a, v in zip(EDIT_EVAL_ATTRIBUTES, edits["preservation_error"])},
-    "preservation_error_raw": r(edits["preservation_error_raw"].mean()),
+    "edit_accuracy": per_attribute(j64["edit_accuracy"]),
+    "edit_accuracy_mean": r(j64["edit_accuracy"].mean()),
+    "edit_accuracy_raw": per_attribute(j64["edit_accuracy_raw"]),
+    "edit_accuracy_mean_raw": r(j64["edit_accuracy_raw"].mean()),
+    "preservation_error": r(j64["preservation_error"].mean()),
+    "preservation_error_by_attribute": per_attribute(j64["preservation_error"]),
+    "preservation_error_raw": r(j64["preservation_error_raw"].mean()),
+    # judge128: a second architecture at the model's resolution
+    "judge128_accuracy_mean_40": r(j128["judge_accuracy"].mean()),
+    "judge128_accuracy_mean_13": r(j128["judge_accuracy"][indices].mean()),
+    "edit_accuracy_judge128": per_attribute(j128["edit_accuracy"]),
+    "edit_accuracy_mean_judge128": r(j128["edit_accuracy"].mean()),
+    "edit_accuracy_raw_judge128": per_attribute(j128["edit_accuracy_raw"]),
+    "edit_accuracy_mean_raw_judge128": r(j128["edit_accuracy_raw"].mean()),
+    "preservation_error_judge128": r(j128["preservation_error"].mean()),
+    # what both judges see: the smaller of the two per attribute (an edit one judge misses is not reliable)
+    "edit_accuracy_both_judges": per_attribute(np.minimum(j64["edit_accuracy"], j128["edit_accuracy"])),
     "psnr_db": recon["psnr_db"],
     "ssim": recon["ssim"],
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
     "edit_strength": args.strength,
     "edit_gain": settings.gain,
 }
+
+
+def judge_summary(name: str, path: str) -> dict:
+    card = judge_cards[name]
+    return {"weights": str(Path(path).relative_to(ROOT)) if Path(path).is_relative_to(ROOT) else path,
+            "architecture": card["training"].get("arch", "allconv64"),
+            "test_accuracy_mean_40": card["test"]["accuracy_mean_40"], "trained_on": card["training"]["data"]}
+
+
 report = {"model_version": loaded.version,
-          "judge": {"weights": str(Path(args.judge).relative_to(ROOT)) if Path(args.judge).is_relative_to(ROOT)
-                    else args.judge, "test_accuracy_mean_40": judge_card["test"]["accuracy_mean_40"],
-                    "trained_on": judge_card["training"]["data"]},
+          "judges": {"judge64": judge_summary("judge64", args.judge),
+                     "judge128": judge_summary("judge128", args.judge128)},
           "protocol": "flip one of the 13 attributes (target = 1 - label; turning one on also turns off what it "
-                      "excludes, e.g. other hair colours); service output = input + face mask * (D(mu, a') - "
-                      "D(mu, a)); edit accuracy = judge sees the target; preservation error = share of the other "
-                      "12 attributes (minus the excluded ones) whose judge reading changed (service: against the "
-                      "input; raw: against D(mu, a))",
+                      "excludes, e.g. other hair colours); service output = input + paste mask * (D(mu, a') - "
+                      "D(mu, a)), the paste mask being the model's learned edit mask times the crop-border feather, "
+                      "as the service applies it; edit accuracy = the judge sees the target; preservation error = "
+                      "share of the other 12 attributes (minus the excluded ones) whose judge reading changed "
+                      "(service: against the input; raw: against D(mu, a))",
           "metrics": metrics, "seconds": round(time.time() - started, 1)}
 
 out = Path(args.out_dir)
 out.mkdir(parents=True, exist_ok=True)
 (out / "edit_eval.json").write_text(json.dumps(report, indent=2) + "\n")
-rows = ["| attribute | edit accuracy (service) | edit accuracy (raw decoder) | preservation error (service) "
-        "| judge accuracy |", "| --- | --- | --- | --- | --- |"]
+rows = ["| attribute | edit accuracy, judge64 | edit accuracy, judge128 | raw decoder, judge64 / judge128 "
+        "| preservation error, judge64 / judge128 | judge64 / judge128 accuracy |", "| --- | --- | --- | --- | --- | --- |"]
 for k, a in enumerate(EDIT_EVAL_ATTRIBUTES):
-    rows.append(f"| {a} | {edits['edit_accuracy'][k]:.3f} | {edits['edit_accuracy_raw'][k]:.3f} "
-                f"| {edits['preservation_error'][k]:.3f} | {judge_acc[indices[k]]:.3f} |")
-rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics['edit_accuracy_mean_raw']:.3f}** "
-            f"| **{metrics['preservation_error']:.3f}** | **{metrics['judge_accuracy_mean_13']:.3f}** |")
+    rows.append(f"| {a} | {j64['edit_accuracy'][k]:.3f} | {j128['edit_accuracy'][k]:.3f} "
+                f"| {j64['edit_accuracy_raw'][k]:.3f} / {j128['edit_accuracy_raw'][k]:.3f} "
+                f"| {j64['preservation_error'][k]:.3f} / {j128['preservation_error'][k]:.3f} "
+                f"| {judge_acc[indices[k]]:.3f} / {j128['judge_accuracy'][indices[k]]:.3f} |")
+rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics['edit_accuracy_mean_judge128']:.3f}** "
+            f"| {metrics['edit_accuracy_mean_raw']:.3f} / {metrics['edit_accuracy_mean_raw_judge128']:.3f} "
+            f"| {metrics['preservation_error']:.3f} / {metrics['preservation_error_judge128']:.3f} "
+            f"| {metrics['judge_accuracy_mean_13']:.3f} / {metrics['judge128_accuracy_mean_13']:.3f} |")
 (out / "edit_eval.md").write_text(
     f"# Edit quality of {report['model_version']}\n\n"
-    f"CelebA {args.split} split, {len(test)} faces, strength {args.strength} (edit gain {settings.gain}). Judge: "
-    f"{metrics['judge_accuracy_mean_40']:.3f} mean accuracy over 40 attributes on these faces "
-    f"({metrics['judge_accuracy_mean_13']:.3f} over the 13). Reconstruction: {metrics['psnr_db']:.2f} dB PSNR, SSIM "
-    f"{metrics['ssim']:.3f}; attribute head {metrics['attribute_accuracy_mean']:.3f} over 40.\n\n"
+    f"CelebA {args.split} split, {len(test)} faces, {size}x{size}, strength {args.strength} (edit gain "
+    f"{settings.gain}). Judges' own accuracy on these faces over 40 attributes: judge64 "
+    f"{metrics['judge_accuracy_mean_40']:.3f}, judge128 {metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
+    f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "
+    f"{metrics['attribute_accuracy_mean']:.3f} over 40.\n\n"
     + "\n".join(rows) + "\n\n![edits](edit_eval.png)\n\nColumns: input, then each attribute flipped "
     "(service output). " + report["protocol"] + ".\n")
 save_labelled_grid(edits["grid_columns"], ["input", *EDIT_EVAL_ATTRIBUTES], out / "edit_eval.png")
@@ -126,7 +170,7 @@ if not args.no_card:
     card_path = Path(args.model_dir) / CARD_FILE
     card = json.loads(card_path.read_text())
     card["metrics"] = {**card.get("metrics", {}), **metrics}
-    card["evaluation"] = {"protocol": report["protocol"], "judge": report["judge"]}
+    card["evaluation"] = {"protocol": report["protocol"], "judges": report["judges"]}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
 print(f"wrote {out}/edit_eval.json, .md, .png in {time.time() - started:.0f} s")

@@ -1,7 +1,8 @@
 """Export a training checkpoint as the serving artifact (TorchScript + model card) in layers/model/,
 measuring the card's metrics on the CelebA test split.
 
-    python scripts/export.py --checkpoint runs/cvae64/checkpoint.pt
+    python scripts/export.py --checkpoint ~/.cache/face-interpolator/runs/cvae128_gan/checkpoint.pt
+    python scripts/export.py --checkpoint model/weights/cvae128_gan.warm.pt      # the committed warm start
 """
 
 import argparse
@@ -22,10 +23,12 @@ from model.evaluate import edit_flip_rate, reconstruction_and_attribute_metrics 
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--checkpoint", default="runs/cvae64/checkpoint.pt", help="checkpoint written by scripts/train.py")
+parser.add_argument("--checkpoint", default=str(ROOT / "model" / "weights" / "cvae128_gan.warm.pt"),
+                    help="checkpoint or half-precision warm start written by scripts/train.py")
 parser.add_argument("--out-dir", default=str(ROOT / "layers" / "model"), help="where the artifact and card go")
 parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
-parser.add_argument("--cache-dir", default=str(ROOT / ".cache"), help="decoded image cache")
+parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "face-interpolator" / "data"),
+                    help="decoded image cache")
 parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
 parser.add_argument("--gains", default="1,1.5,2,2.5,3", help="edit gains to try (see --target-flip-rate)")
 parser.add_argument("--target-flip-rate", type=float, default=0.8,
@@ -66,29 +69,20 @@ train_labels = np.stack([labels[n] for n, s in partition.items() if s == SPLITS[
 # /v1/generate sets attributes the caller leaves out to how often they occur in the training faces.
 prevalence = {a: round(float(p), 4) for a, p in zip(CELEBA_ATTRIBUTES, train_labels.mean(0))}
 train_seconds = ckpt["train_seconds"]
-# A fine-tune (settings.init_from) records the run it started from, so the card holds the whole recipe.
-parent = None
-if settings.get("init_from"):
-    init_path = Path(settings["init_from"])
-    init_path = init_path if init_path.is_absolute() else ROOT / init_path
-    if init_path.exists():
-        init = torch.load(init_path, map_location="cpu", weights_only=False)
-        parent = {"checkpoint": settings["init_from"], "steps": init["step"], "images_seen": init["images_seen"],
-                  "train_minutes": round(init["train_seconds"] / 60, 1), "settings": init["settings"]}
-    else:
-        parent = {"checkpoint": settings["init_from"], "note": "checkpoint not found at export time"}
 version = args.version or f"cvae{size}-{dt.date.today():%Y%m%d}-s{ckpt['step']}"
 
 card = {
     "name": "face-interpolator-cvae",
     "version": version,
-    "description": "Conditional VAE over aligned CelebA face crops; encoder predicts the 40 CelebA attributes.",
+    "description": "Conditional VAE over aligned 128x128 CelebA face crops with a learned edit mask, trained with an "
+                   "adversarial critic; the encoder predicts the 40 CelebA attributes.",
     "attributes": list(CELEBA_ATTRIBUTES),
     "resolution": size,
     "latent_dim": model.config.latent_dim,
     "attribute_prevalence": prevalence,
     "latent_prior": {"fit": "Gaussian, full covariance, of the encoder's mean latents", "split": "train",
                      "images": len(prior_faces), "where": "artifact buffers latent_mean, latent_scale (Cholesky)"},
+    "learned_mask": True,
     "edit_gain": edit_gain,
     "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
                               "target_flip_rate": args.target_flip_rate,
@@ -100,13 +94,17 @@ card = {
              "mouth_xy": [[72 / 178, (152 - 20) / 178], [105 / 178, (152 - 20) / 178]]},
     "normalisation": {"input": "RGB uint8 / 127.5 - 1 (range [-1, 1]), NCHW", "output": "tanh, range [-1, 1]",
                       "attributes": "decoder condition = 2 * p - 1 with p in [0, 1] the presence of each attribute"},
-    "interface": {"forward(x)": "(mu, logvar, attribute_logits)", "decode(z, attrs)": "image"},
+    "interface": {"forward(x)": "(mu, logvar, attribute_logits)", "decode(z, attrs)": "image",
+                  "edit(z, attrs, target)": "(D(z, attrs), D(z, target), mask (B, 1, S, S) in [0, 1])",
+                  "sample_latent(eps)": "latent like real faces' mean latents"},
     "training": {"data": "CelebA train split (official partition), ../shared/celeba128 resized to "
                          f"{size}x{size}", "images": int(37540 if settings.get("train_limit") is None else settings["train_limit"]),
                  "steps": ckpt["step"], "images_seen": ckpt["images_seen"], "train_minutes": round(train_seconds / 60, 1),
                  "images_per_second": round(ckpt["images_seen"] / max(train_seconds, 1e-9), 1),
-                 "settings": settings, "device": ckpt.get("device", "cpu"),
-                 **({"initialised_from": parent} if parent else {})},
+                 "settings": settings,
+                 # every segment of the resumable chain: config, command, steps, minutes, device
+                 "segments": ckpt.get("segments", []),
+                 "resume": f"python scripts/train.py --config {ckpt.get('segments', [{}])[0].get('config')} --resume"},
     "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
     "license_note": "Trained on CelebA, which is for non-commercial research use.",
 }

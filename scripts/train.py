@@ -1,29 +1,62 @@
-"""Train the CVAE on CelebA.
+"""Train the CVAE v2 (128x128, learned edit mask, adversarial critic) on CelebA, in resumable segments.
 
-    python scripts/train.py --config model/configs/cvae64.json
-    torchrun --nproc_per_node=2 scripts/train.py --config model/configs/cvae64.json   # DDP
+    python scripts/train.py --config model/configs/cvae128_gan.json             # segment 1
+    python scripts/train.py --config model/configs/cvae128_gan.json --resume    # every later segment
+
+--resume continues from the run's checkpoint (~/.cache/face-interpolator/runs/<name>/checkpoint.pt: weights,
+optimisers, RNG, data position) or, where that is gone (a new machine), from the committed half-precision warm start
+model/weights/<name>.warm.pt. At the end of each segment the warm start is rewritten; commit it with the command
+printed, so the next session can go on.
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from model.train import load_settings, train  # noqa: E402
+import torch  # noqa: E402
+
+from model.train import Trainer, load_settings  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--config", default="model/configs/cvae64.json", help="JSON file of TrainSettings")
+parser.add_argument("--config", default="model/configs/cvae128_gan.json", help="JSON file of TrainSettings")
 parser.add_argument("--data-dir", help="folder with list_attr_celeba.txt, list_eval_partition.txt, images/")
-parser.add_argument("--out-dir", help="where checkpoints and preview grids go")
-parser.add_argument("--cache-dir", help="where decoded image arrays are cached")
-parser.add_argument("--steps", type=int, help="optimizer steps in total")
-parser.add_argument("--batch-size", type=int, help="global batch size (split across processes)")
-parser.add_argument("--train-limit", type=int, help="use only the first N training images")
-parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints and preview grids")
+parser.add_argument("--out-dir", help="run folder for checkpoints and previews (default ~/.cache/...)")
+parser.add_argument("--cache-dir", help="where decoded uint8 image arrays are cached")
+parser.add_argument("--steps", type=int, help="optimizer steps of the whole chain")
+parser.add_argument("--segment-minutes", type=float, help="stop this segment after this many minutes")
+parser.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints")
+parser.add_argument("--batch-size", type=int)
+parser.add_argument("--train-limit", type=int, help="use only the first N training images (smoke tests)")
 parser.add_argument("--log-every", type=int, help="steps between progress lines")
-parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pt")
+parser.add_argument("--preview-every", type=int, help="steps between preview grids")
+parser.add_argument("--pause-share", type=float,
+                    help="sleep this share of each step's time, to leave CPU to other work on a shared machine")
+parser.add_argument("--warm-start-out", default=None,
+                    help="where the half-precision warm start goes (default model/weights/<name>.warm.pt)")
+parser.add_argument("--resume", action="store_true",
+                    help="continue from the run's checkpoint, else from the committed warm start")
+parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
 args = parser.parse_args()
 
-overrides = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
-train(load_settings(args.config, overrides), resume=args.resume)
+if args.threads:
+    torch.set_num_threads(args.threads)
+overrides = {k: v for k, v in vars(args).items()
+             if k not in ("config", "resume", "warm_start_out", "threads")}
+settings = load_settings(args.config, overrides)
+warm_path = Path(args.warm_start_out) if args.warm_start_out else ROOT / "model" / "weights" / f"{settings.name}.warm.pt"
+trainer = Trainer(settings)
+if args.resume:
+    if trainer.checkpoint_path.exists():
+        trainer.load_checkpoint(trainer.checkpoint_path)
+    elif warm_path.exists():
+        trainer.load_warm_start(warm_path)
+    else:
+        sys.exit(f"--resume: neither {trainer.checkpoint_path} nor {warm_path} exists")
+command = "python scripts/train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+trainer.run(command=command, config_file=args.config)
+trainer.write_warm_start(warm_path)
+print(f"to continue: python scripts/train.py --config {args.config} --resume", flush=True)

@@ -1,7 +1,8 @@
 """Train the judge (model/judge.py), the independent attribute classifier that scripts/evaluate.py uses to
 measure edits. Train split only; reports its accuracy on the test split into the judge's card.
 
-    python scripts/train_judge.py                # writes model/weights/judge64.pt and judge64.json
+    python scripts/train_judge.py                          # judge64: model/weights/judge64.pt and .json
+    python scripts/train_judge.py --arch resnet128 --width 24 --out model/weights/judge128.pt
 """
 
 import argparse
@@ -19,7 +20,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split, to_tensor_batch  # noqa: E402
-from model.judge import JUDGE_WEIGHTS, AttributeJudge, judge_predictions, save_judge  # noqa: E402
+from model.judge import JUDGE_WEIGHTS, JUDGES, judge_predictions, save_judge  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba128"), help="CelebA folder")
@@ -28,6 +29,7 @@ parser.add_argument("--out", default=str(JUDGE_WEIGHTS), help="weights file (its
 parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--lr", type=float, default=2e-3)
+parser.add_argument("--arch", default="allconv64", choices=sorted(JUDGES), help="judge architecture")
 parser.add_argument("--width", type=int, default=32)
 parser.add_argument("--seed", type=int, default=1)
 parser.add_argument("--train-limit", type=int, help="first N training images only (smoke tests)")
@@ -39,9 +41,10 @@ if args.threads:
     torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
 rng = np.random.default_rng(args.seed)
-train = load_split(args.data_dir, "train", size=64, cache_dir=args.cache_dir, limit=args.train_limit)
-test = load_split(args.data_dir, "test", size=64, cache_dir=args.cache_dir, limit=args.test_limit)
-judge = AttributeJudge(width=args.width)
+judge = JUDGES[args.arch](width=args.width)
+size = judge.resolution
+train = load_split(args.data_dir, "train", size=size, cache_dir=args.cache_dir, limit=args.train_limit)
+test = load_split(args.data_dir, "test", size=size, cache_dir=args.cache_dir, limit=args.test_limit)
 steps = args.epochs * (len(train) // args.batch_size)
 optimizer = torch.optim.AdamW(judge.parameters(), lr=args.lr, weight_decay=1e-4)
 scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=max(1, steps))
@@ -74,8 +77,8 @@ card = {
     "name": "face-interpolator-judge",
     "purpose": "independent attribute classifier for measuring edits; never used to train the CVAE",
     "trained": f"{dt.date.today():%Y-%m-%d}",
-    "training": {"data": "CelebA train split (official partition), 64x64", "images": len(train),
-                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "width": args.width,
+    "training": {"data": f"CelebA train split (official partition), {size}x{size}", "images": len(train),
+                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "arch": args.arch, "width": args.width,
                  "seed": args.seed, "minutes": round((time.time() - start) / 60, 1)},
     "test": {"images": len(test), "accuracy_mean_40": round(float(correct.mean()), 4),
              "accuracy_mean_13": round(float(np.mean([per_attr[a] for a in EDIT_EVAL_ATTRIBUTES])), 4),

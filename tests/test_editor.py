@@ -17,9 +17,10 @@ SMILING, NO_BEARD = CELEBA_ATTRIBUTES.index("Smiling"), CELEBA_ATTRIBUTES.index(
 def editor(tmp_path_factory) -> Editor:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("model")
-    config = CVAEConfig(latent_dim=8, base_channels=8)
+    config = CVAEConfig(image_size=64, latent_dim=8, channels=[8, 8, 16, 16], mask_channels=4)
     export_torchscript(CVAE(config), out, {"version": "tiny", "attributes": list(CELEBA_ATTRIBUTES), "resolution": 64,
-                                           "latent_dim": 8, "edit_gain": 2.0, "crop": {"box_ltrb": [0, 20, 178, 198]}})
+                                           "latent_dim": 8, "edit_gain": 2.0, "learned_mask": True,
+                                           "crop": {"box_ltrb": [0, 20, 178, 198]}})
     return Editor(load_model(out))
 
 
@@ -65,8 +66,12 @@ def test_apply_scales_changes_by_gain_and_strength(editor):
 
 def test_residual_is_zero_without_a_change(editor):
     mu, probs = torch.randn(2, 8), torch.rand(2, 40)
-    assert (editor.residuals(mu, probs, probs) == 0).all()
-    assert editor.residuals(mu, probs, editor.apply(probs, editor.plan({"smile": 1.0}), 1.0)).shape == (2, 64, 64, 3)
+    residuals, masks = editor.residuals(mu, probs, probs)
+    assert (residuals == 0).all()
+    residuals, masks = editor.residuals(mu, probs, editor.apply(probs, editor.plan({"smile": 1.0}), 1.0))
+    size = editor.size
+    assert residuals.shape == (2, size, size, 3) and masks.shape == (2, size, size)
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
 
 
 def test_generate_is_seeded(editor):

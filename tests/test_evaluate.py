@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found a
 
 CARD_KEYS = {"judge_accuracy_mean_40", "judge_accuracy_mean_13", "edit_accuracy", "edit_accuracy_mean",
              "edit_accuracy_mean_raw", "preservation_error", "psnr_db", "ssim", "attribute_accuracy_mean",
-             "edit_strength"}
+             "edit_strength", "judge128_accuracy_mean_13", "edit_accuracy_judge128", "edit_accuracy_mean_judge128"}
 EDITED = ["Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male",
           "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young"]
 
@@ -40,12 +40,15 @@ def test_evaluate_writes_report_grid_and_card(tmp_path):
                 "preservation_error", "ssim", "attribute_accuracy_mean", *(f"edit_accuracy.{a}" for a in EDITED)):
         value = metrics["edit_accuracy"][key.split(".")[1]] if "." in key else metrics[key]
         assert 0.0 <= value <= 1.0, key
-    assert metrics["judge_accuracy_mean_40"] > 0.7  # the committed judge reads real faces well
+    assert metrics["judge_accuracy_mean_40"] > 0.7  # the committed judges read real faces well
+    assert metrics["judge128_accuracy_mean_40"] > 0.7
+    assert set(metrics["edit_accuracy_judge128"]) == set(EDITED)
     assert 10 < metrics["psnr_db"] < 40 and metrics["edit_strength"] == 1.0
     assert metrics["images"] == 24
 
     report = json.loads((out / "edit_eval.json").read_text())
     assert report["metrics"] == {k: v for k, v in metrics.items() if k in report["metrics"]}
+    assert set(report["judges"]) == {"judge64", "judge128"}
     table = (out / "edit_eval.md").read_text()
     assert all(f"| {a} |" in table for a in EDITED)
     grid = Image.open(out / "edit_eval.png")

@@ -1,4 +1,5 @@
-"""The CVAE: output shapes, finite losses, one training step, and a TorchScript export matching eager output."""
+"""The CVAE v2 and its critic: output shapes, mask range, finite losses, one training step, and a TorchScript
+export matching eager output (encode, decode, edit with its mask)."""
 
 import json
 
@@ -7,18 +8,22 @@ import torch
 
 from model.attribute_rules import HAIR_COLOURS, flip
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
-from model.cvae import CVAE, CVAEConfig, LatentAdversary, labels_to_condition
+from model.critic import Critic, CriticConfig, translate
+from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
 from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript, fit_latent_prior
-from model.losses import (adversary_loss, attribute_loss, edit_classification_loss, edit_targets, gaussian_blur,
-                          latent_confusion_loss, vae_loss)
+from model.losses import (adversary_loss, critic_hinge_loss, edit_targets, latent_confusion_loss, mask_penalties,
+                          target_condition)
+from model.train import Trainer, TrainSettings
 
-CONFIG = CVAEConfig(image_size=64, latent_dim=16, base_channels=8)
+SIZE = 64
+CONFIG = CVAEConfig(image_size=SIZE, latent_dim=16, channels=[8, 8, 16, 16], mask_channels=4)
 FOCUS = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
 EDITABLE = list(range(NUM_ATTRIBUTES))
 
 
-def flip_some(labels):
-    return edit_targets(labels, FOCUS, EDITABLE, focus_share=0.5, generator=torch.Generator().manual_seed(2))
+def flip_some(labels, shuffle_share=0.0):
+    return edit_targets(labels, FOCUS, EDITABLE, focus_share=0.5, shuffle_share=shuffle_share,
+                        generator=torch.Generator().manual_seed(2))
 
 
 @pytest.fixture(scope="module")
@@ -29,59 +34,84 @@ def model() -> CVAE:
 
 def batch(n: int = 4):
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(n, 3, 64, 64, generator=g) * 2 - 1
+    x = torch.rand(n, 3, SIZE, SIZE, generator=g) * 2 - 1
     labels = (torch.rand(n, NUM_ATTRIBUTES, generator=g) > 0.5).float()
     return x, labels
 
 
-def test_shapes(model):
+def test_shapes_and_mask_range(model):
     x, labels = batch()
     mu, logvar, logits = model.encode(x)
     assert mu.shape == logvar.shape == (4, CONFIG.latent_dim)
     assert logits.shape == (4, NUM_ATTRIBUTES)
-    out = model.decode(mu, labels_to_condition(labels))
-    assert out.shape == x.shape
-    assert out.abs().max() <= 1.0
+    cond = labels_to_condition(labels)
+    out = model.decode(mu, cond)
+    assert out.shape == x.shape and out.abs().max() <= 1.0
+    base, edited, mask = model.edit(mu, cond, labels_to_condition(flip_some(labels)))
+    assert base.shape == edited.shape == x.shape and mask.shape == (4, 1, SIZE, SIZE)
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+    torch.testing.assert_close(base, out)  # the edit's first decode is the reconstruction
 
 
-def test_losses_finite_and_a_step_reduces_them():
+def test_no_transposed_convolutions(model):
+    """Upsampling is resize + convolution: transposed stride-2 convolutions paint a checkerboard."""
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+
+
+def test_composite_leaves_unmasked_pixels_alone():
+    x, base, edited = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1.0
+    out = composite(x, base, edited, mask)
+    assert (out[..., 2:, :] == 0).all() and (out[..., :2, :] == 1).all()
+
+
+def test_critic_shapes_and_translation():
+    critic = Critic(CriticConfig(image_size=SIZE, channels=[8, 16, 16, 32]))
+    x, _ = batch()
+    scores, logits = critic(translate(x))
+    assert scores.shape == (4, 1, SIZE // 16, SIZE // 16) and logits.shape == (4, NUM_ATTRIBUTES)
+    assert translate(x).shape == x.shape
+    assert torch.isfinite(critic_hinge_loss(scores, -scores))
+
+
+def test_a_training_step_gives_finite_losses():
     torch.manual_seed(0)
-    model = CVAE(CONFIG)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trainer = Trainer(TrainSettings(model=CONFIG.to_dict(), critic={"channels": [8, 16, 16, 32]}),
+                      device=torch.device("cpu"))
     x, labels = batch(8)
-
-    def total():
-        recon, mu, logvar, logits = model(x, labels_to_condition(labels))
-        rec, kld = vae_loss(recon, x, mu, logvar, beta=1.0)
-        edit = edit_classification_loss(model, mu, flip_some(labels))
-        return rec + kld + attribute_loss(logits, labels) + edit
-
-    first = total()
-    assert torch.isfinite(first)
-    for _ in range(5):
-        opt.zero_grad()
-        loss = total()
-        loss.backward()
-        opt.step()
-    assert total().item() < first.item()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    losses = trainer.step(x.contiguous(memory_format=torch.channels_last), labels)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
-def test_edit_loss_leaves_encoder_gradients_alone(model):
-    x, labels = batch()
-    mu, _, _ = model.encode(x)
-    model.zero_grad()
-    edit_classification_loss(model, mu, flip_some(labels)).backward()
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
-
-
-def test_edit_targets_flip_one_attribute_plus_what_it_implies():
+def test_edit_targets_mix_single_flips_and_shuffled_labels():
     _, labels = batch(64)
     flipped = flip_some(labels)
     changed = (flipped != labels).sum(1)
-    assert (changed >= 1).all()
-    assert (changed <= 4).all()  # a hair colour turned on also turns off the other three
+    assert (changed >= 1).all() and (changed <= 4).all()  # a hair colour turned on also turns off the other three
     assert (flipped[:, FOCUS] != labels[:, FOCUS]).any(1).float().mean() > 0.3
+    shuffled = flip_some(labels, shuffle_share=1.0)
+    assert ((shuffled != labels).sum(1) > 4).float().mean() > 0.5
+
+
+def test_target_condition_moves_changed_entries_only():
+    _, labels = batch(16)
+    target = flip_some(labels)
+    cond = target_condition(labels, target)
+    same = labels == target
+    assert torch.equal(cond[same], labels_to_condition(labels)[same])
+    moved = (cond - labels_to_condition(labels))[~same].abs()
+    assert (moved >= 1.0 - 1e-6).all() and (moved <= 3.0 + 1e-6).all()  # 0.5..1.5 of a change of 2
+
+
+def test_mask_penalties():
+    flat = torch.full((2, 1, 8, 8), 0.5)
+    sparsity, tv = mask_penalties(flat)
+    assert sparsity.item() == pytest.approx(0.5) and tv.item() == 0.0
+    noisy = torch.rand(2, 1, 8, 8)
+    assert mask_penalties(noisy)[1] > 0
 
 
 def test_turning_on_a_hair_colour_turns_off_the_others():
@@ -109,7 +139,7 @@ def test_latent_adversary_losses():
 
 
 def test_torchscript_round_trip_matches_eager(model, tmp_path):
-    path = export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": 64})
+    path = export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": SIZE})
     assert path.name == ARTIFACT_FILE
     card = json.loads((tmp_path / CARD_FILE).read_text())
     assert card["artifact"]["format"] == "torchscript"
@@ -120,33 +150,27 @@ def test_torchscript_round_trip_matches_eager(model, tmp_path):
     with torch.inference_mode():
         mu, logvar, logits = model.encode(x)
         mu2, logvar2, logits2 = loaded.module(x)
-        cond = labels_to_condition(labels)
+        cond, target = labels_to_condition(labels), labels_to_condition(flip_some(labels))
         torch.testing.assert_close(mu2, mu)
         torch.testing.assert_close(logvar2, logvar)
         torch.testing.assert_close(logits2, logits)
         torch.testing.assert_close(loaded.module.decode(mu, cond), model.decode(mu, cond))
+        for got, want in zip(loaded.module.edit(mu, cond, target), model.edit(mu, cond, target)):
+            torch.testing.assert_close(got, want)
         eps = torch.randn(3, CONFIG.latent_dim)
         torch.testing.assert_close(loaded.module.sample_latent(eps), eps)  # without a fitted prior: N(0, I)
 
 
 def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
     """New faces are drawn from a Gaussian fitted to the encoder's latents of faces, not from N(0, I)."""
-    x = torch.rand(64, 3, 64, 64) * 2 - 1
+    x = torch.rand(64, 3, SIZE, SIZE) * 2 - 1
     mean, scale = fit_latent_prior(model, x)
     with torch.inference_mode():
         mus = model.encode(x)[0]
     torch.testing.assert_close(mean, mus.mean(0))
     torch.testing.assert_close(scale @ scale.T, torch.cov(mus.T) + 1e-5 * torch.eye(CONFIG.latent_dim))
 
-    export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": 64}, (mean, scale))
+    export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": SIZE}, (mean, scale))
     from handler.artifact import load_model
     eps = torch.randn(5, CONFIG.latent_dim)
     torch.testing.assert_close(load_model(tmp_path).module.sample_latent(eps), mean + eps @ scale.T)
-
-
-def test_gaussian_blur_keeps_smooth_changes_and_removes_speckle():
-    smooth = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
-    speckle = torch.ones(1, 3, 64, 64)
-    speckle[..., ::2, ::2] = -1
-    torch.testing.assert_close(gaussian_blur(smooth, 1.5)[..., 8:-8], smooth[..., 8:-8], atol=1e-4, rtol=0)
-    assert gaussian_blur(speckle, 1.5).std() < 0.05 * speckle.std()

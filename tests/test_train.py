@@ -1,5 +1,6 @@
-"""The training script end to end on a few CelebA images: progress, checkpoint, preview grid, resume, and two
-DistributedDataParallel processes (gloo on CPU) under torchrun."""
+"""The training script end to end on a few CelebA images: progress, checkpoint, preview grid, resume from the
+checkpoint (weights, optimisers, RNG, data position), resume from the half-precision warm start when the checkpoint
+is gone, and export of the result as the serving artifact with the chain of segments in its card."""
 
 import json
 import os
@@ -17,9 +18,11 @@ pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found a
 
 
 def write_config(tmp_path: Path, steps: int) -> Path:
-    config = {"steps": steps, "batch_size": 8, "lr": 1e-3, "train_limit": 32, "checkpoint_every": 2, "log_every": 1,
-              "data_dir": str(CELEBA), "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-              "model": {"image_size": 64, "latent_dim": 8, "base_channels": 8}}
+    config = {"name": "tiny", "steps": steps, "batch_size": 8, "train_limit": 32, "log_every": 1,
+              "preview_every": 2, "data_dir": str(CELEBA), "out_dir": str(tmp_path / "run"),
+              "cache_dir": str(tmp_path / "cache"),
+              "model": {"image_size": 128, "latent_dim": 8, "channels": [8, 8, 8, 16, 16], "mask_channels": 4},
+              "critic": {"channels": [8, 8, 16, 16]}}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return path
@@ -32,46 +35,36 @@ def run(args: list[str], **env) -> str:
     return result.stdout
 
 
-def test_train_checkpoints_and_resumes(tmp_path):
+def test_train_checkpoints_resumes_and_exports(tmp_path):
     config = write_config(tmp_path, steps=2)
-    out = run([sys.executable, "scripts/train.py", "--config", str(config)])
-    assert "step 2/2" in out and "img/s" in out
+    warm = tmp_path / "warm.pt"
+    train = [sys.executable, "scripts/train.py", "--config", str(config), "--warm-start-out", str(warm)]
+    out = run(train)
+    assert "step 2/2" in out and "img/s" in out and "--resume" in out
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert ckpt["step"] == 2 and ckpt["config"]["latent_dim"] == 8
+    assert ckpt["step"] == 2 and ckpt["config"]["latent_dim"] == 8 and ckpt["cursor"] == 16
+    assert set(ckpt) >= {"model", "critic", "adversary", "opt_g", "opt_d", "opt_a", "torch_rng", "numpy_rng"}
     assert (tmp_path / "run" / "preview_000002.png").exists()
-    out = run([sys.executable, "scripts/train.py", "--config", str(config), "--steps", "4", "--resume"])
-    assert "resumed" in out and "step 4/4" in out
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 4
+    half = torch.load(warm, weights_only=False)
+    assert half["step"] == 2 and "opt_g" not in half
+    assert all(v.dtype == torch.float16 for v in half["model"].values() if v.is_floating_point())
 
+    out = run(train + ["--steps", "4", "--resume"])
+    assert "resumed from" in out and "step 4/4" in out
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4 and ckpt["cursor"] == 32  # the data position carried over
 
-def test_two_ddp_processes(tmp_path):
-    config = write_config(tmp_path, steps=2)
-    out = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-               "scripts/train.py", "--config", str(config)])
-    assert "2 process(es)" in out and "step 2/2" in out
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 2
+    (tmp_path / "run" / "checkpoint.pt").unlink()  # a new machine: only the committed warm start is left
+    out = run(train + ["--steps", "6", "--resume"])
+    assert "warm start from" in out and "step 6/6" in out
+    segments = torch.load(warm, weights_only=False)["segments"]
+    assert [(s["start_step"], s["end_step"]) for s in segments] == [(0, 2), (2, 4), (4, 6)]
 
-
-def test_fine_tune_then_export_records_the_chain(tmp_path):
-    """A fine-tune (init_from, edit loss on the residual edit) starts from another run's weights, and the exported
-    model card records both runs; the artifact loads the way the handler loads it."""
-    base = write_config(tmp_path, steps=2)
-    run([sys.executable, "scripts/train.py", "--config", str(base)])
-    config = json.loads(base.read_text())
-    config.update(init_from=str(tmp_path / "run" / "checkpoint.pt"), edit_on_residual=True, edit_residual_blur=1.5,
-                  out_dir=str(tmp_path / "fine"))
-    fine = tmp_path / "fine.json"
-    fine.write_text(json.dumps(config))
-    out = run([sys.executable, "scripts/train.py", "--config", str(fine)])
-    assert "initialised from" in out and "step 2/2" in out
-
-    run([sys.executable, "scripts/export.py", "--checkpoint", str(tmp_path / "fine" / "checkpoint.pt"),
-         "--out-dir", str(tmp_path / "artifact"), "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"),
-         "--limit", "16", "--calibration-images", "16", "--gains", "1,2"])
+    run([sys.executable, "scripts/export.py", "--checkpoint", str(warm), "--out-dir", str(tmp_path / "artifact"),
+         "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
+         "--calibration-images", "16", "--prior-images", "64", "--gains", "1,2"])
     card = json.loads((tmp_path / "artifact" / "model_card.json").read_text())
-    assert card["training"]["settings"]["edit_on_residual"] is True
-    assert card["training"]["initialised_from"]["steps"] == 2
-    assert card["edit_gain"] in (1.0, 2.0)
-
+    assert card["learned_mask"] is True and card["edit_gain"] in (1.0, 2.0)
+    assert len(card["training"]["segments"]) == 3 and "--resume" in card["training"]["resume"]
     loaded = load_model(tmp_path / "artifact")
-    assert loaded.version == card["version"] and loaded.resolution == 64
+    assert loaded.version == card["version"] and loaded.resolution == 128
