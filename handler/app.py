@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from handler import openapi
 from handler.artifact import load_model
-from handler.attributes import NOT_EDITABLE
+from handler.attributes import EXPERIMENTAL_BELOW, NOT_EDITABLE, measured_edit_accuracy
 from handler.config import get_settings
 from handler.editor import MAX_STRENGTH, Editor
 from handler.errors import ApiError, IdempotencyKeyInvalid, InvalidRequest, NotAcceptable, ResultTooLarge
@@ -228,9 +228,12 @@ async def healthz() -> dict:
 async def attributes(editor: EditorDep) -> AttributesResponse:
     catalog = editor.catalog
     aliases = catalog.aliases_by_name()
+    measured = measured_edit_accuracy(editor.model.card.get("metrics", {}))
     return AttributesResponse(
         attributes=[AttributeInfo(name=n, group=catalog.group_of(n), aliases=aliases[n], range=[0.0, 1.0],
-                                  delta_range=[-1.0, 1.0]) for n in catalog.editable],
+                                  delta_range=[-1.0, 1.0], edit_accuracy=measured.get(n),
+                                  experimental=measured.get(n, 1.0) < EXPERIMENTAL_BELOW)
+                    for n in catalog.editable],
         analyze_only=sorted(NOT_EDITABLE & set(catalog.names)),
         strength_range=[0.0, MAX_STRENGTH], model=model_info(editor))
 

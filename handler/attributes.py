@@ -57,6 +57,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+EXPERIMENTAL_BELOW = 0.5  # measured edit accuracy under which an attribute is marked experimental
+
+
+def measured_edit_accuracy(metrics: dict) -> dict[str, float]:
+    """Per attribute, the share of test-split edits the judges saw flipped (model card `metrics`): the smaller of
+    the two judges' readings where both were measured (an edit only one judge sees is not reliable)."""
+    one = metrics.get("edit_accuracy") or {}
+    two = metrics.get("edit_accuracy_judge128") or {}
+    return {a: round(min(v, two.get(a, v)), 4) for a, v in one.items()}
+
+
 def _key(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip()).lower()
 

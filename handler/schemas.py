@@ -153,6 +153,10 @@ class AttributeInfo(BaseModel):
     aliases: list[dict]
     range: list[float] = Field(description="target presence: 0 absent, 1 present")
     delta_range: list[float] = Field(description="a change of presence, sent as a signed string such as \"+0.3\"")
+    edit_accuracy: float | None = Field(
+        None, description="share of edits of this attribute on the CelebA test split that independent classifiers "
+                          "saw take effect (the smaller of two judges' readings); null where not measured")
+    experimental: bool = Field(False, description="measured edit accuracy below 0.5: expect many edits to miss")
 
 
 class AttributesResponse(BaseModel):

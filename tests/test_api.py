@@ -86,6 +86,20 @@ def test_attributes_lists_names_aliases_and_ranges(client):
     assert body["model"]["resolution"] == 64
 
 
+def test_attributes_report_measured_edit_accuracy_from_the_model_card(client):
+    """Callers see what to expect: each evaluated attribute's measured edit accuracy (the smaller of the two
+    judges' readings in the card), and `experimental` where that is under 0.5."""
+    from handler.app import get_editor
+
+    metrics = get_editor().model.card["metrics"]
+    by_name = {a["name"]: a for a in client.get("/v1/attributes").json()["attributes"]}
+    for name, value in metrics["edit_accuracy"].items():
+        expected = min(value, metrics.get("edit_accuracy_judge128", {}).get(name, value))
+        assert by_name[name]["edit_accuracy"] == pytest.approx(expected, abs=1e-4)
+        assert by_name[name]["experimental"] == (expected < 0.5)
+    assert by_name["Smiling"]["edit_accuracy"] is None and by_name["Smiling"]["experimental"] is False
+
+
 # ---- a real photo ---------------------------------------------------------------------------------------------
 def test_analyze_finds_the_astronaut(client, photo):
     r = client.post("/v1/analyze", json={"image_base64": b64(photo)})
