@@ -190,17 +190,24 @@ class Editor:
         with torch.inference_mode():
             return self.module.decode(mu, condition(probs))
 
+    def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
+        """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch, and where the change is pasted:
+        (B, S, S) float32 in [0, 1] (the learned mask, floored, times the border feather; v1: the ellipse).
+        Takes decoder conditions, so scripts/evaluate.py measures exactly this."""
+        with torch.inference_mode():
+            if self.learned_mask:
+                base, edited, mask = self.module.edit(mu, cond_before, cond_after)
+                return base, edited, paste_masks(mask, self.feather)
+            n = mu.shape[0]
+            decoded = self.module.decode(torch.cat([mu, mu]), torch.cat([cond_before, cond_after]))  # (2B, 3, S, S)
+        return decoded[:n], decoded[n:], np.repeat(self.feather[None], n, axis=0)
+
     @tracer.capture_method
     def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """D(mu, a') - D(mu, a) for each face in pixel units, (B, S, S, 3) float32, and where to paste it,
-        (B, S, S) float32 in [0, 1]. Both decodes run in one batch."""
-        with torch.inference_mode():
-            if self.learned_mask:
-                base, edited, mask = self.module.edit(mu, condition(before), condition(after))
-                return to_residual(edited - base), paste_masks(mask, self.feather)
-            n = mu.shape[0]
-            decoded = self.module.decode(torch.cat([mu, mu]), condition(torch.cat([before, after])))  # (2B, 3, S, S)
-        return to_residual(decoded[n:] - decoded[:n]), np.repeat(self.feather[None], n, axis=0)
+        (B, S, S) float32 in [0, 1]."""
+        base, edited, paste = self.decode_edit(mu, condition(before), condition(after))
+        return to_residual(edited - base), paste
 
     @tracer.capture_method
     def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray,

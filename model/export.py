@@ -81,8 +81,9 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
 def load_checkpoint(path: str | Path) -> tuple[CVAE, dict]:
     """A training checkpoint or a half-precision warm start (scripts/train.py), as a float32 CVAE in eval mode."""
     from model.cvae import CVAEConfig
+    from model.train import cast_floats
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = CVAE(CVAEConfig(**ckpt["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    model.load_state_dict(cast_floats(ckpt["model"], torch.float32))
     return model.eval(), ckpt

@@ -71,6 +71,11 @@ class TrainSettings:
         return Path(self.out_dir) if self.out_dir else DEFAULT_RUNS / self.name
 
 
+def cast_floats(state_dict: dict, dtype: torch.dtype) -> dict:
+    """A state dict with its floating-point tensors cast (half for the committed warm start, float to train)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
 @dataclass
 class State:
     """Everything a checkpoint restores besides module and optimiser weights."""
@@ -142,18 +147,18 @@ class Trainer:
         """Weights from a committed half-precision warm start; optimisers start fresh, the data order anew."""
         warm = torch.load(path, map_location=self.device, weights_only=False)
         for module, key in ((self.model, "model"), (self.critic, "critic"), (self.adversary, "adversary")):
-            module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in warm[key].items()})
+            module.load_state_dict(cast_floats(warm[key], torch.float32))
         self.state = State(step=warm["step"], images_seen=warm["images_seen"], train_seconds=warm["train_seconds"],
                            segments=warm["segments"])
         self.rng = np.random.default_rng(self.settings.seed + warm["step"])
         print(f"warm start from {path} at step {self.state.step} (fresh optimisers)", flush=True)
 
     def write_warm_start(self, path: Path) -> None:
-        half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
         st = self.state
-        payload = {"model": half(self.model.state_dict()), "critic": half(self.critic.state_dict()),
-                   "adversary": half(self.adversary.state_dict()), "config": self.config.to_dict(),
-                   "critic_config": self.critic.config.to_dict(), "settings": asdict(self.settings),
+        payload = {"model": cast_floats(self.model.state_dict(), torch.float16),
+                   "critic": cast_floats(self.critic.state_dict(), torch.float16),
+                   "adversary": cast_floats(self.adversary.state_dict(), torch.float16),
+                   "config": self.config.to_dict(), "critic_config": self.critic.config.to_dict(), "settings": asdict(self.settings),
                    "step": st.step, "images_seen": st.images_seen, "train_seconds": st.train_seconds,
                    "segments": st.segments}
         path.parent.mkdir(parents=True, exist_ok=True)

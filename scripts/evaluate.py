@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
-from handler.editor import CONDITION_LIMIT, Editor, paste_masks  # noqa: E402
+from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
@@ -58,7 +58,7 @@ test = load_split(args.data_dir, args.split, size=size, cache_dir=args.cache_dir
 indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
 settings = EditSettings(gain=float(loaded.card.get("edit_gain", 1.0)), strength=args.strength,
                         condition_limit=CONDITION_LIMIT)
-editor = Editor(loaded)  # its paste weights: the learned mask (floored) times the border feather
+editor = Editor(loaded)  # decodes edits and their paste weights exactly as the service does
 
 
 class Served:
@@ -69,12 +69,8 @@ class Served:
 
     @staticmethod
     def edit(z, a, a2):
-        if not editor.learned_mask:  # a v1 model: both decodes, pasted through the fixed ellipse
-            n = z.shape[0]
-            decoded = module.decode(torch.cat([z, z]), torch.cat([a, a2]))
-            return decoded[:n], decoded[n:], torch.from_numpy(editor.feather)[None, None].expand(n, 1, -1, -1)
-        base, edited, mask = module.edit(z, a, a2)
-        return base, edited, torch.from_numpy(paste_masks(mask, editor.feather))[:, None]
+        base, edited, paste = editor.decode_edit(z, a, a2)
+        return base, edited, torch.from_numpy(paste)[:, None]
 
 
 edits = evaluate_edits(Served.encode, Served.edit, judges, test, indices, settings, grid_rows=args.grid_rows)
