@@ -4,6 +4,10 @@ One step: a critic step (hinge realism on real faces vs. the composited edits, a
 a generator step (L1 reconstruction + KL + attribute head + Fader latent confusion + realism and attribute
 classification of the composited edits + mask sparsity and smoothness), then the latent adversary's step.
 
+From segment 2 on (settings.classifier set) the edits' attribute classification is read by a frozen training
+classifier (model/classifier.py), trained on real faces at the start of the first segment that has it, instead of
+the critic's attribute head, which never learned the attributes in segment 1.
+
 A run lives in `out_dir` (by default outside the repository). Every `checkpoint_minutes` it writes checkpoint.pt:
 model, critic, adversary, their optimisers, the RNG states and the data position, so `--resume` continues the
 exact sequence. A segment ends after `segment_minutes`; `write_warm_start` then stores the weights in half
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NOT_EDITABLE
+from model.classifier import ClassifierConfig, TrainingClassifier, freeze
 from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
 from model.data import load_split, to_tensor_batch
@@ -65,6 +70,10 @@ class TrainSettings:
     pause_share: float = 0.0  # sleep this share of each step's time, leaving CPU to other work on a shared machine
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
     critic: dict = field(default_factory=dict)  # CriticConfig overrides
+    classifier: dict | None = None  # ClassifierConfig overrides; None: edits are read by the critic's head
+    classifier_epochs: float = 2.0  # its training on real faces, before the generator's steps
+    classifier_batch_size: int = 128
+    classifier_lr: float = 2e-3
 
     @property
     def run_dir(self) -> Path:
@@ -96,6 +105,9 @@ class Trainer:
         self.model = CVAE(self.config).to(self.device)
         self.critic = Critic(CriticConfig(image_size=self.config.image_size, **s.critic)).to(self.device)
         self.adversary = LatentAdversary(self.config).to(self.device)
+        self.classifier = (TrainingClassifier(ClassifierConfig(**s.classifier)).to(self.device)
+                           if s.classifier is not None else None)
+        self.classifier_ready = False  # trained (here or in a loaded checkpoint) and frozen
         if s.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
@@ -121,7 +133,7 @@ class Trainer:
                    "settings": asdict(self.settings), "step": st.step, "images_seen": st.images_seen,
                    "train_seconds": st.train_seconds, "cursor": st.cursor, "order": st.order,
                    "segments": st.segments, "torch_rng": torch.get_rng_state(),
-                   "numpy_rng": self.rng.bit_generator.state}
+                   "numpy_rng": self.rng.bit_generator.state, **self._classifier_payload(torch.float32)}
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -137,6 +149,7 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.opt_a.load_state_dict(ckpt["opt_a"])
+        self._load_classifier(ckpt)
         torch.set_rng_state(ckpt["torch_rng"])
         self.rng.bit_generator.state = ckpt["numpy_rng"]
         self.state = State(step=ckpt["step"], images_seen=ckpt["images_seen"], train_seconds=ckpt["train_seconds"],
@@ -148,6 +161,7 @@ class Trainer:
         warm = torch.load(path, map_location=self.device, weights_only=False)
         for module, key in ((self.model, "model"), (self.critic, "critic"), (self.adversary, "adversary")):
             module.load_state_dict(cast_floats(warm[key], torch.float32))
+        self._load_classifier(warm)
         self.state = State(step=warm["step"], images_seen=warm["images_seen"], train_seconds=warm["train_seconds"],
                            segments=warm["segments"])
         self.rng = np.random.default_rng(self.settings.seed + warm["step"])
@@ -160,10 +174,54 @@ class Trainer:
                    "adversary": cast_floats(self.adversary.state_dict(), torch.float16),
                    "config": self.config.to_dict(), "critic_config": self.critic.config.to_dict(), "settings": asdict(self.settings),
                    "step": st.step, "images_seen": st.images_seen, "train_seconds": st.train_seconds,
-                   "segments": st.segments}
+                   "segments": st.segments, **self._classifier_payload(torch.float16)}
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, path)
         print(f"warm start {path} ({path.stat().st_size / 1e6:.1f} MB) at step {st.step}", flush=True)
+
+    def _classifier_payload(self, dtype: torch.dtype) -> dict:
+        if self.classifier is None or not self.classifier_ready:
+            return {}
+        return {"classifier": cast_floats(self.classifier.state_dict(), dtype),
+                "classifier_config": self.classifier.config.to_dict()}
+
+    def _load_classifier(self, saved: dict) -> None:
+        if self.classifier is not None and "classifier" in saved:
+            self.classifier.load_state_dict(cast_floats(saved["classifier"], torch.float32))
+            freeze(self.classifier)
+            self.classifier_ready = True
+
+    def train_classifier(self, data, val) -> float:
+        """Train the training classifier on real faces (train split), freeze it, and return its mean accuracy over
+        the 40 attributes on `val`."""
+        s, clf = self.settings, self.classifier
+        gen = torch.Generator().manual_seed(s.seed + 1)
+        steps = int(s.classifier_epochs * len(data) / s.classifier_batch_size)
+        opt = torch.optim.AdamW(clf.parameters(), lr=s.classifier_lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.classifier_lr, total_steps=max(1, steps))
+        clf.train()
+        t0 = time.time()
+        for i in range(steps):
+            idx = np.sort(torch.randint(0, len(data), (s.classifier_batch_size,), generator=gen).numpy())
+            x = to_tensor_batch(data.images[idx]).to(self.device)
+            if i % 2:
+                x = x.flip(3)
+            loss = attribute_loss(clf(x), torch.from_numpy(data.labels[idx]).to(self.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if (i + 1) % 100 == 0:
+                print(f"classifier step {i + 1}/{steps} loss {loss.item():.4f} "
+                      f"{(i + 1) * s.classifier_batch_size / (time.time() - t0):.0f} img/s", flush=True)
+        freeze(clf)
+        self.classifier_ready = True
+        with torch.no_grad():
+            pred = clf(to_tensor_batch(val.images).to(self.device)) > 0
+        accuracy = (pred.float() == torch.from_numpy(val.labels).to(self.device)).float().mean().item()
+        print(f"classifier trained in {(time.time() - t0) / 60:.1f} min: val accuracy {accuracy:.4f} over 40 "
+              f"({len(val)} faces); frozen", flush=True)
+        return accuracy
 
     # ---- data ------------------------------------------------------------------------------------------------
     def next_batch(self, n_images: int) -> np.ndarray:
@@ -205,6 +263,8 @@ class Trainer:
         kld = kl_divergence(mu, logvar)
         head = attribute_loss(head_logits, labels)
         g_scores, g_logits = self.critic(translate(fake))
+        if self.classifier is not None:
+            g_logits = self.classifier(fake)
         g_adv = generator_hinge_loss(g_scores)
         g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
         sparsity, tv = mask_penalties(mask)
@@ -242,7 +302,12 @@ class Trainer:
         n_critic = sum(p.numel() for p in self.critic.parameters()) / 1e6
         print(f"{len(data)} training images, generator {n_params:.2f}M, critic {n_critic:.2f}M parameters, "
               f"on {self.device} ({torch.get_num_threads()} threads)", flush=True)
-        segment = {"index": len(self.state.segments) + 1, "config": config_file, "command": command,
+        classifier_note = {}
+        if self.classifier is not None and not self.classifier_ready:
+            val = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=256)
+            classifier_note = {"classifier_trained": True,
+                               "classifier_val_accuracy_40": round(self.train_classifier(data, val), 4)}
+        segment = {**classifier_note, "index": len(self.state.segments) + 1, "config": config_file, "command": command,
                    "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.state.segments.append(segment)

@@ -3,6 +3,7 @@ landmarks on real faces (CelebA crops pasted at known scale, position and roll, 
 renderings, several faces, skimage's astronaut) and on photos without one. The detection thresholds sit below what
 scripts/calibrate_faces.py measures (README) so that they fail when the detector or the alignment regresses."""
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -237,6 +238,23 @@ def test_detection_recovers_pasted_celeba_faces_at_known_scale_position_and_roll
     assert found >= 9, found
     assert np.median(errors) < 0.06 and max(errors) < 0.15, errors
     assert np.median(lmk) < 0.12, lmk
+
+
+def test_steeply_rolled_faces_are_found_by_the_rotated_passes_and_aligned():
+    """Faces rolled past what MTCNN finds upright (about 30 degrees) come back from the turned passes, with the
+    roll and alignment of the face as it lies in the photo."""
+    crops = celeba(4, offset=60)
+    background = smooth_image(600, 800, seed=11)
+    for crop, angle in zip(crops, (45.0, -50.0, 60.0, -40.0)):
+        photo, true_norm = paste(crop, background, 200.0, angle, (400.0, 300.0))
+        faces = F.detect_faces(photo, crop_size=DET)
+        face = nearest(faces, true_norm)
+        assert face is not None and len(faces) == 1, (angle, faces)
+        assert abs(face.angle - angle) < 8, (angle, face.angle)
+        assert corner_error(face, true_norm) < 0.1 and landmark_error(face, true_norm) < 0.15
+    no_passes = dataclasses.replace(F.DEFAULT_CONFIG, rotated_passes=())
+    photo, true_norm = paste(crops[2], background, 200.0, 60.0, (400.0, 300.0))
+    assert nearest(F.detect_faces(photo, crop_size=DET, config=no_passes), true_norm) is None
 
 
 @pytest.mark.parametrize("rendering", [(1.0, 0.0, 1.0), (0.45, 0.0, 1.0), (0.6, 0.0, 2.2), (1.0, 0.0, 0.5),

@@ -68,3 +68,28 @@ def test_train_checkpoints_resumes_and_exports(tmp_path):
     assert len(card["training"]["segments"]) == 3 and "--resume" in card["training"]["resume"]
     loaded = load_model(tmp_path / "artifact")
     assert loaded.version == card["version"] and loaded.resolution == 128
+
+
+def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path):
+    """Segment 2's change: a config that adds the training classifier trains it when the segment starts, keeps it
+    in checkpoint and warm start, and never trains it again on resume."""
+    config = write_config(tmp_path, steps=2)
+    warm = tmp_path / "warm.pt"
+    train = [sys.executable, "scripts/train.py", "--warm-start-out", str(warm)]
+    run(train + ["--config", str(config)])  # segment 1: no classifier
+    with_classifier = json.loads(config.read_text()) | {
+        "classifier": {"channels": [8, 8, 16, 16]}, "classifier_epochs": 1.0, "classifier_batch_size": 8}
+    config2 = tmp_path / "config2.json"
+    config2.write_text(json.dumps(with_classifier))
+
+    out = run(train + ["--config", str(config2), "--steps", "4", "--resume"])
+    assert "classifier trained" in out and "step 4/4" in out
+    first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert first["segments"][-1]["classifier_trained"] is True
+    assert 0.0 <= first["segments"][-1]["classifier_val_accuracy_40"] <= 1.0
+
+    out = run(train + ["--config", str(config2), "--steps", "6", "--resume"])
+    assert "classifier trained" not in out and "step 6/6" in out
+    second = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(first["classifier"][k], second["classifier"][k]) for k in first["classifier"])
+    assert "classifier" in torch.load(warm, weights_only=False)
