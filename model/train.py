@@ -54,6 +54,9 @@ class TrainSettings:
     fader_warmup: int = 2000
     adv_weight: float = 1.0  # generator's hinge loss on composited edits
     cls_weight: float = 10.0  # critic's attribute head on composited edits should read the targets
+    # (first, last) step over which cls_weight ramps in from 0; None: full weight from the start. A new classifier
+    # at full weight wrecked the decoder within 50 steps (segment 2, first attempt: README).
+    cls_ramp: tuple[int, int] | None = None
     changed_weight: float = 13.0  # weight of the changed attributes inside cls_weight's mean over 40
     critic_cls_weight: float = 1.0  # critic's attribute head on real faces
     mask_sparsity: float = 0.1
@@ -269,9 +272,13 @@ class Trainer:
         g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
         sparsity, tv = mask_penalties(mask)
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
+        cls_scale = 1.0
+        if s.cls_ramp is not None:
+            first, last = s.cls_ramp
+            cls_scale = min(1.0, max(0.0, (self.state.step - first) / max(1, last - first)))
         confusion = latent_confusion_loss(self.adversary, mu)
         loss = (s.rec_weight * rec + s.kl_weight * kld + s.attr_weight * head + s.fader_weight * ramp * confusion
-                + s.adv_weight * g_adv + s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv)
+                + s.adv_weight * g_adv + cls_scale * s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
