@@ -20,6 +20,7 @@ MAX_STRENGTH = 3.0
 CONDITION_LIMIT = 3.0  # |decoder condition| cap; training saw -1 / +1, strength > 1 extrapolates beyond
 MASK_FLOOR = 0.05  # learned mask values below this count as "no edit": those pixels come back bit-identical
 BORDER_FEATHER = 0.08  # share of the crop side over which the mask falls to 0 at the crop's edge
+FRAME_BATCH = 16  # faces x frames decoded per model call by interpolate_attributes (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -263,10 +264,16 @@ class Editor:
         enc = self.encode(x)
         a0 = self.apply(enc.probs, plan_start, strength)
         a1 = self.apply(enc.probs, plan_end, strength)
+        # Several frames' decodes per model call (at most FRAME_BATCH faces' worth), not one call per frame.
+        n, per_call = len(faces), max(1, FRAME_BATCH // len(faces))
+        ts = np.linspace(0.0, 1.0, frames)
         out = []
-        for t in np.linspace(0.0, 1.0, frames):
-            residuals, masks = self.residuals(enc.mu, enc.probs, a0 + float(t) * (a1 - a0))
-            out.append(self.postprocess(rgb, faces, residuals, masks))
+        for start in range(0, frames, per_call):
+            chunk = ts[start:start + per_call]
+            after = torch.cat([a0 + float(t) * (a1 - a0) for t in chunk])  # (len(chunk) * n, 40)
+            residuals, masks = self.residuals(enc.mu.repeat(len(chunk), 1), enc.probs.repeat(len(chunk), 1), after)
+            out += [self.postprocess(rgb, faces, residuals[i * n:(i + 1) * n], masks[i * n:(i + 1) * n])
+                    for i in range(len(chunk))]
         return out
 
     def interpolate_faces(self, rgb_a: np.ndarray, rgb_b: np.ndarray, *, frames: int, size: int) -> list[np.ndarray]:

@@ -73,6 +73,9 @@ class DetectorConfig:
     # MTCNN's landmarks drift on faces rolled past ~15 degrees (up to a fifth of an eye distance at 45): such a
     # face is found again in a window around it turned upright, and those landmarks are kept.
     refine_roll: float = 15.0
+    # Last, when still nothing is found: the upright pass again on a copy with local contrast equalised (CLAHE on
+    # the lightness), for a dark face in a well-exposed scene, which the global brightening above never sees.
+    equalized_pass: bool = True
     mtcnn: mtcnn.MtcnnConfig = mtcnn.MtcnnConfig(thresholds=(0.7, 0.7, 0.7))
 
 
@@ -415,6 +418,13 @@ def _rotated(work: np.ndarray, mcfg: mtcnn.MtcnnConfig, angle: float, min_score:
             for b, s, p in zip(found.boxes, found.scores, found.landmarks) if s >= min_score]
 
 
+def _equalized(rgb: np.ndarray) -> np.ndarray:
+    """Local contrast equalised on the lightness channel (CLAHE, 8x8 tiles), colours kept."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
 def _roll(pts: np.ndarray) -> float:
     """Degrees the eye line is turned clockwise on screen (y down): the face's roll, sign as cv2 rotates."""
     return math.degrees(math.atan2(pts[1][1] - pts[0][1], pts[1][0] - pts[0][0]))
@@ -468,6 +478,8 @@ def detect_faces(rgb: np.ndarray, *, crop_size: int = 128, max_faces: int = 10,
     found = _upright(work, mcfg, pad, ww, wh, config.pad_min_face * short, config.min_score)
     for angle in config.rotated_passes if not found else ():
         found += _rotated(work, mcfg, angle, config.min_score)
+    if not found and config.equalized_pass:
+        found = _upright(_equalized(work), mcfg, pad, ww, wh, config.pad_min_face * short, config.min_score)
     found = [_upright_again(work, f, config) if abs(_roll(f[2])) > config.refine_roll else f for f in found]
     # Working pixel q -> photo pixel p: q = (p + 0.5) * k - 0.5 + pad.
     scale = np.array([kx, ky])

@@ -152,6 +152,10 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.opt_a.load_state_dict(ckpt["opt_a"])
+        # An optimiser's state dict carries its learning rate; a segment's config may set a new one.
+        for opt, lr in ((self.opt_g, self.settings.lr), (self.opt_d, self.settings.critic_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr
         self._load_classifier(ckpt)
         torch.set_rng_state(ckpt["torch_rng"])
         self.rng.bit_generator.state = ckpt["numpy_rng"]

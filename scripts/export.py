@@ -104,7 +104,7 @@ card = {
                  "settings": settings,
                  # every segment of the resumable chain: config, command, steps, minutes, device
                  "segments": ckpt.get("segments", []),
-                 "resume": f"python scripts/train.py --config {ckpt.get('segments', [{}])[0].get('config')} --resume"},
+                 "resume": f"python scripts/train.py --config {ckpt.get('segments', [{}])[-1].get('config')} --resume"},
     "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
     "license_note": "Trained on CelebA, which is for non-commercial research use.",
 }
