@@ -61,12 +61,28 @@ def edit_classification_loss(logits: Tensor, target01: Tensor, weights: Tensor) 
     return (bce * weights).sum(1).mean() / weights.shape[1]
 
 
-def critic_hinge_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
-    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+def critic_hinge_loss(real_scores: Tensor, fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+    fake = F.relu(1.0 + fake_scores)
+    return F.relu(1.0 - real_scores).mean() + (fake.mean() if fake_weights is None else (fake * fake_weights).mean())
 
 
-def generator_hinge_loss(fake_scores: Tensor) -> Tensor:
-    return -fake_scores.mean()
+def generator_hinge_loss(fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+    return -(fake_scores.mean() if fake_weights is None else (fake_scores * fake_weights).mean())
+
+
+def changed_patch_weights(fake: Tensor, x: Tensor, patches: tuple[int, int]) -> Tensor:
+    """(B, 1, h, w) weights of the critic's patches, proportional to how much the edit changed each one (mean 1
+    over the batch, detached). A composited edit is the real photo outside the few patches it touches: judged
+    uniformly, those identical patches drown the edited ones (segments 2-3: teal bands across the eyes passed)."""
+    change = F.adaptive_avg_pool2d((fake - x).abs().mean(dim=1, keepdim=True), patches).detach()
+    return change / change.mean().clamp_min(1e-6)
+
+
+def chroma_penalty(change: Tensor) -> Tensor:
+    """Mean absolute colour part of a change (B, 3, H, W): what is left after taking out its grey (luminance-like)
+    part. Most attribute edits change lightness and shape (glasses, beards, smiles, bangs); a strong pure colour
+    shift is how an edit fools a classifier without drawing the attribute (teal bands in segments 2-3)."""
+    return (change - change.mean(dim=1, keepdim=True)).abs().mean()
 
 
 def mask_penalties(mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,8 @@ from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
 from model.data import load_split, to_tensor_batch
 from model.grid import edit_columns, save_grid
-from model.losses import (adversary_loss, attribute_loss, changed_weights, critic_hinge_loss,
+from model.losses import (adversary_loss, attribute_loss, changed_patch_weights, changed_weights, chroma_penalty,
+                          critic_hinge_loss,
                           edit_classification_loss, edit_targets, generator_hinge_loss, kl_divergence,
                           latent_confusion_loss, mask_penalties, target_condition)
 
@@ -60,6 +61,8 @@ class TrainSettings:
     changed_weight: float = 13.0  # weight of the changed attributes inside cls_weight's mean over 40
     critic_cls_weight: float = 1.0  # critic's attribute head on real faces
     mask_sparsity: float = 0.1
+    realism_where_changed: bool = False  # weight the critic's patches by how much the edit changed them
+    chroma_weight: float = 0.0  # penalty on the colour part of the masked change (model.losses.chroma_penalty)
     mask_tv: float = 1.0
     focus_share: float = 0.6  # single flips drawn from the 13 evaluated attributes
     shuffle_share: float = 0.3  # AttGAN shuffled-label targets
@@ -258,8 +261,13 @@ class Trainer:
 
         # critic step
         real_scores, real_logits = self.critic(translate(x))
-        fake_scores, _ = self.critic(translate(fake.detach()))
-        d_adv = critic_hinge_loss(real_scores, fake_scores)
+        # The fake and the photo shifted together, so that the patch weights line up with the critic's patches.
+        pair = translate(torch.cat([fake, x], dim=1))
+        fake_in, x_in = pair[:, :3], pair[:, 3:]
+        fake_scores, _ = self.critic(fake_in.detach())
+        weights = (changed_patch_weights(fake_in, x_in, fake_scores.shape[-2:]) if s.realism_where_changed
+                   else None)
+        d_adv = critic_hinge_loss(real_scores, fake_scores, weights)
         d_cls = attribute_loss(real_logits, labels)
         self.opt_d.zero_grad(set_to_none=True)
         (d_adv + s.critic_cls_weight * d_cls).backward()
@@ -269,10 +277,11 @@ class Trainer:
         rec = (recon - x).abs().mean()
         kld = kl_divergence(mu, logvar)
         head = attribute_loss(head_logits, labels)
-        g_scores, g_logits = self.critic(translate(fake))
+        g_scores, g_logits = self.critic(fake_in)
         if self.classifier is not None:
             g_logits = self.classifier(fake)
-        g_adv = generator_hinge_loss(g_scores)
+        g_adv = generator_hinge_loss(g_scores, weights)
+        chroma = chroma_penalty(mask * (edited - recon.detach()))
         g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
         sparsity, tv = mask_penalties(mask)
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
@@ -282,7 +291,8 @@ class Trainer:
             cls_scale = min(1.0, max(0.0, (self.state.step - first) / max(1, last - first)))
         confusion = latent_confusion_loss(self.adversary, mu)
         loss = (s.rec_weight * rec + s.kl_weight * kld + s.attr_weight * head + s.fader_weight * ramp * confusion
-                + s.adv_weight * g_adv + cls_scale * s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv)
+                + s.adv_weight * g_adv + cls_scale * s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv
+                + s.chroma_weight * chroma)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -293,7 +303,7 @@ class Trainer:
         self.opt_a.step()
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
-                "mask": sparsity.item(), "tv": tv.item()}
+                "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item()}
 
     def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor):
         """model.edit with the reconstruction's latent kept attached (it trains the encoder) and the edit's

@@ -8,11 +8,12 @@ import torch
 
 from model.attribute_rules import HAIR_COLOURS, flip
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
+from model.classifier import freeze
 from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
 from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript, fit_latent_prior
-from model.losses import (adversary_loss, critic_hinge_loss, edit_targets, latent_confusion_loss, mask_penalties,
-                          target_condition)
+from model.losses import (adversary_loss, changed_patch_weights, chroma_penalty, critic_hinge_loss, edit_targets,
+                          generator_hinge_loss, latent_confusion_loss, mask_penalties, target_condition)
 from model.train import Trainer, TrainSettings
 
 SIZE = 64
@@ -104,6 +105,35 @@ def test_target_condition_moves_changed_entries_only():
     assert torch.equal(cond[same], labels_to_condition(labels)[same])
     moved = (cond - labels_to_condition(labels))[~same].abs()
     assert (moved >= 1.0 - 1e-6).all() and (moved <= 3.0 + 1e-6).all()  # 0.5..1.5 of a change of 2
+
+
+def test_a_step_with_the_classifier_and_segment_4_losses_trains_the_generator_only():
+    torch.manual_seed(0)
+    trainer = Trainer(TrainSettings(model=CONFIG.to_dict(), critic={"channels": [8, 16, 16, 32]},
+                                    classifier={"channels": [8, 16, 16, 32]}, realism_where_changed=True,
+                                    chroma_weight=50.0), device=torch.device("cpu"))
+    freeze(trainer.classifier)
+    trainer.classifier_ready = True
+    frozen = [t.detach().clone() for t in trainer.classifier.state_dict().values()]
+    x, labels = batch(8)
+    losses = trainer.step(x.contiguous(memory_format=torch.channels_last), labels)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()) and losses["chroma"] >= 0, losses
+    assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.classifier.state_dict().values()))  # untouched
+
+
+def test_realism_weights_follow_the_change_and_chroma_ignores_grey_changes():
+    x = torch.zeros(2, 3, 32, 32)
+    fake = x.clone()
+    fake[:, :, :8, :8] = 0.5  # the edit touched one corner patch of 4x4
+    w = changed_patch_weights(fake, x, (4, 4))
+    assert w.shape == (2, 1, 4, 4) and w[:, :, 0, 0].min() > 1 and w[:, :, 1:, 1:].abs().max() == 0
+    assert w.mean().item() == pytest.approx(1.0)
+    scores = torch.randn(2, 1, 4, 4)
+    assert generator_hinge_loss(scores, w).item() == pytest.approx(-(scores * w).mean().item())
+    assert critic_hinge_loss(scores, scores, torch.ones_like(scores)) == pytest.approx(critic_hinge_loss(scores, scores).item())
+    grey = torch.full((1, 3, 8, 8), -0.3)
+    teal = torch.tensor([-0.3, 0.15, 0.15])[None, :, None, None].expand(1, 3, 8, 8)
+    assert chroma_penalty(grey).item() == 0.0 and chroma_penalty(teal).item() == pytest.approx(0.2)
 
 
 def test_mask_penalties():
