@@ -187,6 +187,12 @@ class Trainer:
                    "segments": st.segments, **self._classifier_payload(torch.float16)}
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, path)
+        # Beside it, readable without torch: where the chain stands and the command that continues it.
+        config = st.segments[-1].get("config") if st.segments else None
+        sidecar = {"run": self.settings.name, "step": st.step, "images_seen": st.images_seen,
+                   "train_minutes": round(st.train_seconds / 60, 1), "segments": st.segments,
+                   "continue": f"python scripts/train.py --config {config} --resume"}
+        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
         print(f"warm start {path} ({path.stat().st_size / 1e6:.1f} MB) at step {st.step}", flush=True)
 
     def _classifier_payload(self, dtype: torch.dtype) -> dict:

@@ -93,3 +93,6 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     second = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(first["classifier"][k], second["classifier"][k]) for k in first["classifier"])
     assert "classifier" in torch.load(warm, weights_only=False)
+    sidecar = json.loads(warm.with_suffix(".json").read_text())
+    assert sidecar["step"] == 6 and sidecar["continue"].endswith(f"--config {config2} --resume")
+    assert [s["end_step"] for s in sidecar["segments"]] == [2, 4, 6]
