@@ -111,6 +111,7 @@ def test_a_step_with_the_classifier_and_segment_4_losses_trains_the_generator_on
     torch.manual_seed(0)
     trainer = Trainer(TrainSettings(model=CONFIG.to_dict(), critic={"channels": [8, 16, 16, 32]},
                                     classifier={"channels": [8, 16, 16, 32]}, realism_where_changed=True,
+                                    realism_on_reconstruction=True,
                                     chroma_weight=50.0), device=torch.device("cpu"))
     freeze(trainer.classifier)
     trainer.classifier_ready = True
