@@ -328,7 +328,7 @@ class Trainer:
         return images[:n], images[n:], mask
 
     # ---- the loop --------------------------------------------------------------------------------------------
-    def run(self, *, command: str = "", config_file: str | None = None) -> None:
+    def run(self, *, command: str = "", config_file: str | None = None, commit: str | None = None) -> None:
         s = self.settings
         data = load_split(s.data_dir, "train", size=self.config.image_size, cache_dir=s.cache_dir,
                           limit=s.train_limit)
@@ -343,7 +343,7 @@ class Trainer:
             classifier_note = {"classifier_trained": True,
                                "classifier_val_accuracy_40": round(self.train_classifier(data, val), 4)}
         segment = {**classifier_note, "index": len(self.state.segments) + 1, "config": config_file, "command": command,
-                   "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
+                   "commit": commit, "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.state.segments.append(segment)
         t_segment = t_ckpt = t_log = time.time()

@@ -11,6 +11,7 @@ printed, so the next session can go on.
 
 import argparse
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,6 +43,20 @@ parser.add_argument("--resume", action="store_true",
 parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
 args = parser.parse_args()
 
+
+def code_version() -> str | None:
+    """The commit this segment's code is at (with "+changes" when the tree differs from it), for the chain."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+changes" if dirty else "")) or None
+
+
+
 if args.threads:
     torch.set_num_threads(args.threads)
 overrides = {k: v for k, v in vars(args).items()
@@ -57,6 +72,6 @@ if args.resume:
     else:
         sys.exit(f"--resume: neither {trainer.checkpoint_path} nor {warm_path} exists")
 command = "python scripts/train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-trainer.run(command=command, config_file=args.config)
+trainer.run(command=command, config_file=args.config, commit=code_version())
 trainer.write_warm_start(warm_path)
 print(f"to continue: python scripts/train.py --config {args.config} --resume", flush=True)

@@ -85,7 +85,7 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     out = run(train + ["--config", str(config2), "--steps", "4", "--resume"])
     assert "classifier trained" in out and "step 4/4" in out
     first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert first["segments"][-1]["classifier_trained"] is True
+    assert first["segments"][-1]["classifier_trained"] is True and "commit" in first["segments"][-1]
     assert 0.0 <= first["segments"][-1]["classifier_val_accuracy_40"] <= 1.0
 
     out = run(train + ["--config", str(config2), "--steps", "6", "--resume"])
