@@ -45,6 +45,6 @@ def implied_indices(attribute: int, turned_on: bool) -> tuple[int, ...]:
 
 def flip(labels01: Tensor, attribute: int) -> Tensor:
     """Every row with `attribute` flipped, plus what that implies."""
-    rows = torch.arange(labels01.shape[0])
+    rows = torch.arange(labels01.shape[0], device=labels01.device)
     col = torch.full_like(rows, attribute)
     return set_attribute(labels01, rows, col, 1.0 - labels01[:, attribute])

@@ -109,6 +109,10 @@ class Trainer:
     def __init__(self, settings: TrainSettings, device: torch.device | None = None):
         self.settings = s = settings
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":  # fixed input shapes: let cuDNN pick its fastest kernels, TF32 matmuls
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(s.seed)
         self.config = CVAEConfig(**s.model)
         self.model = CVAE(self.config).to(self.device)
@@ -163,7 +167,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
         self._load_classifier(ckpt)
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
         self.rng.bit_generator.state = ckpt["numpy_rng"]
         self.state = State(step=ckpt["step"], images_seen=ckpt["images_seen"], train_seconds=ckpt["train_seconds"],
                            cursor=ckpt["cursor"], order=ckpt["order"], segments=ckpt["segments"])
