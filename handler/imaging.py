@@ -106,7 +106,7 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, 
     else:
         im = Image.fromarray(rgb, "RGB")
     buf = io.BytesIO()
-    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 6}
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 1}
     if icc_profile:
         options["icc_profile"] = icc_profile
     im.save(buf, pil_format, **options)
