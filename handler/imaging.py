@@ -106,6 +106,7 @@ def encode_image(rgb: np.ndarray, fmt: str, *, alpha: np.ndarray | None = None, 
     else:
         im = Image.fromarray(rgb, "RGB")
     buf = io.BytesIO()
+    # PNG at zlib level 1: about 3x faster than level 6 for files about 10% larger (README: Performance).
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 1}
     if icc_profile:
         options["icc_profile"] = icc_profile
