@@ -61,9 +61,14 @@ def edit_classification_loss(logits: Tensor, target01: Tensor, weights: Tensor) 
     return (bce * weights).sum(1).mean() / weights.shape[1]
 
 
-def critic_hinge_loss(real_scores: Tensor, fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+def critic_fake_hinge_loss(fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+    """The critic's hinge term for images it should call fake (per-patch weights optional)."""
     fake = F.relu(1.0 + fake_scores)
-    return F.relu(1.0 - real_scores).mean() + (fake.mean() if fake_weights is None else (fake * fake_weights).mean())
+    return fake.mean() if fake_weights is None else (fake * fake_weights).mean()
+
+
+def critic_hinge_loss(real_scores: Tensor, fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+    return F.relu(1.0 - real_scores).mean() + critic_fake_hinge_loss(fake_scores, fake_weights)
 
 
 def generator_hinge_loss(fake_scores: Tensor, fake_weights: Tensor | None = None) -> Tensor:

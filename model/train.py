@@ -29,9 +29,9 @@ from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_c
 from model.data import load_split, to_tensor_batch
 from model.grid import edit_columns, save_grid
 from model.losses import (adversary_loss, attribute_loss, changed_patch_weights, changed_weights, chroma_penalty,
-                          critic_hinge_loss,
-                          edit_classification_loss, edit_targets, generator_hinge_loss, kl_divergence,
-                          latent_confusion_loss, mask_penalties, target_condition)
+                          critic_fake_hinge_loss, critic_hinge_loss, edit_classification_loss, edit_targets,
+                          generator_hinge_loss, kl_divergence, latent_confusion_loss, mask_penalties,
+                          target_condition)
 
 PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache", "Bangs"]
 DEFAULT_RUNS = Path.home() / ".cache" / "face-interpolator" / "runs"
@@ -283,7 +283,7 @@ class Trainer:
         d_adv = critic_hinge_loss(real_scores, fake_scores, weights)
         if s.realism_on_reconstruction:
             recon_in = translate(recon)
-            d_adv = d_adv + torch.relu(1.0 + self.critic(recon_in.detach())[0]).mean()
+            d_adv = d_adv + critic_fake_hinge_loss(self.critic(recon_in.detach())[0])
         d_cls = attribute_loss(real_logits, labels)
         self.opt_d.zero_grad(set_to_none=True)
         (d_adv + s.critic_cls_weight * d_cls).backward()

@@ -56,7 +56,6 @@ def code_version() -> str | None:
     return (head + ("+changes" if dirty else "")) or None
 
 
-
 if args.threads:
     torch.set_num_threads(args.threads)
 overrides = {k: v for k, v in vars(args).items()
