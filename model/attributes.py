@@ -20,3 +20,10 @@ EDIT_EVAL_ATTRIBUTES: tuple[str, ...] = (
 # Predicted but never edited: "Attractive" is a judgement, not a feature of a face, and "Blurry" describes the
 # photo (handler/attributes.py holds the service's copy).
 NOT_EDITABLE: frozenset[str] = frozenset({"Attractive", "Blurry"})
+
+# Edits that happen in the hair, outside the face the mask sparsity otherwise keeps the edit to
+# (TrainSettings.hair_mask_sparsity_scale).
+HAIR_ATTRIBUTES: frozenset[str] = frozenset({
+    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Receding_Hairline", "Straight_Hair",
+    "Wavy_Hair",
+})

@@ -90,11 +90,13 @@ def chroma_penalty(change: Tensor) -> Tensor:
     return (change - change.mean(dim=1, keepdim=True)).abs().mean()
 
 
-def mask_penalties(mask: Tensor) -> tuple[Tensor, Tensor]:
+def mask_penalties(mask: Tensor, sample_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """GANimation's mask terms: sparsity (mean of M, so the edit stays where it must) and total variation (mean
-    absolute difference of neighbours, so the mask is smooth)."""
+    absolute difference of neighbours, so the mask is smooth). sample_weights (B,) scale each image's sparsity."""
     tv = (mask[:, :, 1:, :] - mask[:, :, :-1, :]).abs().mean() + (mask[:, :, :, 1:] - mask[:, :, :, :-1]).abs().mean()
-    return mask.mean(), tv
+    if sample_weights is None:
+        return mask.mean(), tv
+    return (mask.mean(dim=(1, 2, 3)) * sample_weights).mean(), tv
 
 
 def adversary_loss(adversary: LatentAdversary, mu: Tensor, labels01: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NOT_EDITABLE
+from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, HAIR_ATTRIBUTES, NOT_EDITABLE
 from model.classifier import ClassifierConfig, TrainingClassifier, freeze
 from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
@@ -61,6 +61,9 @@ class TrainSettings:
     changed_weight: float = 13.0  # weight of the changed attributes inside cls_weight's mean over 40
     critic_cls_weight: float = 1.0  # critic's attribute head on real faces
     mask_sparsity: float = 0.1
+    # Scales the sparsity of images whose edit changes a hair attribute: with one sparsity for all, the mask learned
+    # to leave the hair out and hair-colour edits barely showed (segments 1-8).
+    hair_mask_sparsity_scale: float = 1.0
     realism_where_changed: bool = False  # weight the critic's patches by how much the edit changed them
     chroma_weight: float = 0.0  # penalty on the colour part of the masked change (model.losses.chroma_penalty)
     # The critic also judges the reconstructions D(z, a) (whole image): /v1/generate shows decodes as they are,
@@ -131,6 +134,7 @@ class Trainer:
         self.state = State()
         self.focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
         self.editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
+        self.hair = torch.tensor([a in HAIR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     @property
@@ -301,7 +305,7 @@ class Trainer:
             g_adv = g_adv + generator_hinge_loss(self.critic(recon_in)[0])
         chroma = chroma_penalty(mask * (edited - recon.detach()))
         g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
-        sparsity, tv = mask_penalties(mask)
+        sparsity, tv = mask_penalties(mask, self._sparsity_weights(labels, target))
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
         cls_scale = 1.0
         if s.cls_ramp is not None:
@@ -322,6 +326,14 @@ class Trainer:
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
                 "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item()}
+
+    def _sparsity_weights(self, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """(B,) mask sparsity scale: hair_mask_sparsity_scale where a hair attribute changes, 1 elsewhere."""
+        scale = self.settings.hair_mask_sparsity_scale
+        if scale == 1.0:
+            return None
+        hair_changed = ((target.round() != labels) & self.hair.to(labels.device)).any(dim=1)
+        return torch.where(hair_changed, scale, 1.0).to(labels.dtype)
 
     def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor):
         """model.edit with the reconstruction's latent kept attached (it trains the encoder) and the edit's

@@ -143,6 +143,9 @@ def test_mask_penalties():
     assert sparsity.item() == pytest.approx(0.5) and tv.item() == 0.0
     noisy = torch.rand(2, 1, 8, 8)
     assert mask_penalties(noisy)[1] > 0
+    # per-image weights: the second image's mask (all ones) is penalised at a fifth
+    masks = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
+    assert mask_penalties(masks, torch.tensor([1.0, 0.2]))[0].item() == pytest.approx(0.1)
 
 
 def test_turning_on_a_hair_colour_turns_off_the_others():

@@ -22,7 +22,7 @@ def write_config(tmp_path: Path, steps: int) -> Path:
               "preview_every": 2, "data_dir": str(CELEBA), "out_dir": str(tmp_path / "run"),
               "cache_dir": str(tmp_path / "cache"),
               "model": {"image_size": 128, "latent_dim": 8, "channels": [8, 8, 8, 16, 16], "mask_channels": 4},
-              "critic": {"channels": [8, 8, 16, 16]}}
+              "critic": {"channels": [8, 8, 16, 16]}, "hair_mask_sparsity_scale": 0.2}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return path
