@@ -60,6 +60,29 @@ def to_residual(difference: Tensor) -> np.ndarray:
     return difference.mul(127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
 
 
+def read_label_bank(card: dict) -> Tensor | None:
+    """The card's attribute_label_bank (rows of '0'/'1' in the card's attribute order) as a (K, A) float tensor."""
+    rows = card.get("attribute_label_bank", {}).get("rows")
+    if not rows:
+        return None
+    if any(len(r) != len(card["attributes"]) for r in rows):
+        raise ArtifactError("model card: attribute_label_bank rows do not match its attribute list")
+    return torch.tensor([[c == "1" for c in r] for r in rows], dtype=torch.float32)
+
+
+def draw_label_rows(bank: Tensor, wanted: dict[int, float], count: int, generator: torch.Generator) -> Tensor:
+    """`count` rows of `bank` (K, A), each drawn uniformly among the rows that disagree least with `wanted`
+    (attribute index -> presence, on from 0.5), so that what the caller did not set fits what they did
+    (a requested beard comes with a man's other attributes)."""
+    candidates = torch.arange(len(bank))
+    if wanted:
+        columns = torch.tensor(list(wanted))
+        want = torch.tensor([v >= 0.5 for v in wanted.values()], dtype=bank.dtype)
+        misses = (bank[:, columns] != want).sum(dim=1)
+        candidates = torch.nonzero(misses == misses.min()).flatten()
+    return bank[candidates[torch.randint(len(candidates), (count,), generator=generator)]].clone()
+
+
 def crop_feather(size: int, share: float = BORDER_FEATHER) -> np.ndarray:
     """(S, S) float32: 1 inside, falling linearly to 0 at the crop's border, so a pasted edit has no seam."""
     ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5) / max(1.0, share * size), 0.0, 1.0)
@@ -99,6 +122,7 @@ class Editor:
         prevalence = model.card.get("attribute_prevalence")
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
+        self.label_bank = read_label_bank(model.card)
 
     # ---- stages -------------------------------------------------------------------------------------------
     @tracer.capture_method
@@ -244,15 +268,21 @@ class Editor:
         return edited, results
 
     def generate(self, planned: list[PlannedEdit], *, count: int, seed: int, size: int) -> list[np.ndarray]:
-        """New faces: latents drawn (seeded) from the artifact's fit of real faces' latents, attributes not given
-        set to their training-set prevalence."""
-        probs = self.prior.clone()
-        for p in planned:
-            probs[p.index] = probs[p.index] + p.value if p.is_delta else p.value
+        """New faces: latents drawn (seeded) from the artifact's fit of real faces' latents. Each face's attributes
+        are a real face's (a row of the card's label bank agreeing best with what the caller set), then the caller's
+        settings; a card without a bank gives the attributes not set their training-set prevalence."""
         generator = torch.Generator().manual_seed(seed)
+        eps = torch.randn(count, self.model.latent_dim, generator=generator)
+        if self.label_bank is not None:
+            wanted = {p.index: p.value for p in planned if not p.is_delta}
+            probs = draw_label_rows(self.label_bank, wanted, count, generator)
+        else:
+            probs = self.prior.expand(count, -1).clone()
+        for p in planned:
+            probs[:, p.index] = probs[:, p.index] + p.value if p.is_delta else p.value
         with torch.inference_mode():
-            z = self.module.sample_latent(torch.randn(count, self.model.latent_dim, generator=generator))
-        images = to_pixels(self.decode(z, probs.expand(count, -1)))
+            z = self.module.sample_latent(eps)
+        images = to_pixels(self.decode(z, probs))
         return [resize_square(np.clip(im, 0, 255).round().astype(np.uint8), size) for im in images]
 
     def interpolate_attributes(self, rgb: np.ndarray, plan_start: list[PlannedEdit], plan_end: list[PlannedEdit], *,

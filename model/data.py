@@ -81,3 +81,14 @@ def to_tensor_batch(images: np.ndarray):
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
     return x / 127.5 - 1.0
+
+
+def label_bank(root: Path, count: int = 1000, seed: int = 0, split: str = "train") -> list[str]:
+    """`count` attribute vectors of real faces of a split, drawn without replacement (seeded), each as a string of
+    40 '0'/'1' in CELEBA_ATTRIBUTES order. /v1/generate conditions new faces on such rows: the decoder was trained
+    on whole-face label vectors, and the attributes' prevalences (a fraction for every attribute at once) made it
+    draw faces with doubled features."""
+    labels, partition = read_annotations(Path(root))
+    names = sorted(n for n, s in partition.items() if s == SPLITS[split])
+    picked = np.random.default_rng(seed).choice(len(names), size=min(count, len(names)), replace=False)
+    return ["".join("1" if v > 0.5 else "0" for v in labels[names[i]]) for i in sorted(picked)]

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
-from model.data import CELEBA_CROP, SPLITS, load_split, read_annotations, to_tensor_batch  # noqa: E402
+from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
 from model.evaluate import edit_flip_rate, reconstruction_and_attribute_metrics  # noqa: E402
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
@@ -80,6 +80,9 @@ card = {
     "resolution": size,
     "latent_dim": model.config.latent_dim,
     "attribute_prevalence": prevalence,
+    # /v1/generate conditions each new face on one of these real attribute vectors (handler/editor.py).
+    "attribute_label_bank": {"split": "train", "seed": 0, "order": "attributes",
+                             "rows": label_bank(Path(args.data_dir), count=1000, seed=0)},
     "latent_prior": {"fit": "Gaussian, full covariance, of the encoder's mean latents", "split": "train",
                      "images": len(prior_faces), "where": "artifact buffers latent_mean, latent_scale (Cholesky)"},
     "learned_mask": True,

@@ -80,6 +80,33 @@ def test_generate_is_seeded(editor):
     assert len(a) == 2 and all((x == y).all() for x, y in zip(a, b))
 
 
+def test_generated_faces_take_a_real_face_label_row_that_fits_the_request(editor):
+    from dataclasses import replace
+
+    from handler.artifact import ArtifactError
+    from handler.editor import draw_label_rows, read_label_bank
+
+    male, beard = CELEBA_ATTRIBUTES.index("Male"), NO_BEARD
+    rows = ["0" * 40, "0" * 40]
+    rows.append("".join("1" if i == male else "0" for i in range(40)))  # a man with a beard (No_Beard = 0)
+    bank = read_label_bank({"attributes": list(CELEBA_ATTRIBUTES), "attribute_label_bank": {"rows": rows}})
+    drawn = draw_label_rows(bank, {beard: 0.0}, 50, torch.Generator().manual_seed(0))
+    # No_Beard is 0 in all three rows, so all three qualify
+    assert set(drawn[:, male].tolist()) == {0.0, 1.0}
+    drawn = draw_label_rows(bank, {beard: 0.0, male: 1.0}, 50, torch.Generator().manual_seed(0))
+    assert (drawn[:, male] == 1).all()
+    # nothing matches exactly: the closest rows are used
+    drawn = draw_label_rows(bank, {male: 1.0, SMILING: 1.0}, 5, torch.Generator().manual_seed(0))
+    assert (drawn[:, male] == 1).all()
+    with pytest.raises(ArtifactError):
+        read_label_bank({"attributes": list(CELEBA_ATTRIBUTES), "attribute_label_bank": {"rows": ["01"]}})
+
+    banked = Editor(replace(editor.model, card={**editor.model.card, "attribute_label_bank": {"rows": rows}}))
+    a = banked.generate(banked.plan({"smile": 1.0}), count=3, seed=2, size=64)
+    b = banked.generate(banked.plan({"smile": 1.0}), count=3, seed=2, size=64)
+    assert len(a) == 3 and all((x == y).all() for x, y in zip(a, b))
+
+
 def test_turning_on_a_hair_colour_also_turns_off_the_others(editor):
     names = editor.catalog.names
     planned = {names[p.index]: p.value for p in editor.plan({"black_hair": 1, "Gray_Hair": 0.2})}
