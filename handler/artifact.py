@@ -1,6 +1,8 @@
 """Loads the exported model: the only reader of the artifact format that model/export.py writes."""
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,6 +10,15 @@ import torch
 
 ARTIFACT_FILE = "cvae.torchscript.pt"
 CARD_FILE = "model_card.json"
+
+
+@contextlib.contextmanager
+def inference() -> Iterator[None]:
+    """Where the loaded module runs: inference mode, and TorchScript's graph executor without its optimisation
+    passes. With them, the first two calls in each thread run profiling versions of the graph (~55 ms more before a
+    new process answers its first edit) and later calls were no faster (scripts/benchmark.py)."""
+    with torch.inference_mode(), torch.jit.optimized_execution(False):
+        yield
 
 
 class ArtifactError(RuntimeError):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from handler import faces as face_ops
-from handler.artifact import ArtifactError, LoadedModel
+from handler.artifact import ArtifactError, LoadedModel, inference
 from handler.attributes import EXCLUSIONS, AttributeCatalog
 from handler.errors import FaceIndexOutOfRange, FaceNotFrontal, InvalidRequest, NoFaceFound
 from handler.imaging import resize_square
@@ -157,7 +157,7 @@ class Editor:
 
     @tracer.capture_method
     def encode(self, x: Tensor) -> Encoded:
-        with torch.inference_mode():
+        with inference():
             mu, _, logits = self.module(x)
         return Encoded(mu=mu, probs=torch.sigmoid(logits))
 
@@ -212,14 +212,14 @@ class Editor:
 
     @tracer.capture_method
     def decode(self, mu: Tensor, probs: Tensor) -> Tensor:
-        with torch.inference_mode():
+        with inference():
             return self.module.decode(mu, condition(probs))
 
     def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch, and where the change is pasted:
         (B, S, S) float32 in [0, 1] (the learned mask, floored, times the border feather; v1: the ellipse).
         Takes decoder conditions, so scripts/evaluate.py measures exactly this."""
-        with torch.inference_mode():
+        with inference():
             if self.learned_mask:
                 base, edited, mask = self.module.edit(mu, cond_before, cond_after)
                 return base, edited, paste_masks(mask, self.feather)
@@ -280,7 +280,7 @@ class Editor:
             probs = self.prior.expand(count, -1).clone()
         for p in planned:
             probs[:, p.index] = probs[:, p.index] + p.value if p.is_delta else p.value
-        with torch.inference_mode():
+        with inference():
             z = self.module.sample_latent(eps)
         images = to_pixels(self.decode(z, probs))
         return [resize_square(np.clip(im, 0, 255).round().astype(np.uint8), size) for im in images]

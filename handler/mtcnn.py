@@ -13,7 +13,9 @@ does); handler/faces.py decides on which downscaled and padded copy it runs and 
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -88,10 +90,14 @@ def _linear(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
 def _pool_same(x: Tensor, k: int, s: int) -> Tensor:
     """Keras MaxPooling2D(padding="same"): output ceil(n / s), padding split with the extra pixel at the end."""
     h, w = x.shape[-2:]
-    if s == 2 and (k == 2 or (h % 2 == 0 and w % 2 == 0)):
-        return nnf.max_pool2d(x, k, s, ceil_mode=True)  # the same windows, without a padded copy
     ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
     pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
+    # The same windows without a padded copy (padding a batch of RNet/ONet maps and pooling the copy cost more than
+    # the rest of those networks): one padded pixel at the end is ceil_mode, an even padding split is `padding`.
+    if ph <= 1 and pw <= 1:
+        return nnf.max_pool2d(x, k, s, ceil_mode=True)
+    if ph % 2 == 0 and pw % 2 == 0 and max(ph, pw) // 2 <= k // 2:
+        return nnf.max_pool2d(x, k, s, padding=(ph // 2, pw // 2))
     if ph or pw:
         x = nnf.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
     return nnf.max_pool2d(x, k, s)
@@ -150,18 +156,62 @@ class ONet(nn.Module):
         return self.box(x), self.points(x), torch.softmax(self.cls(x), dim=1)[:, 1]
 
 
+class _ArrayHeader:
+    """Stands in for joblib.numpy_pickle.NumpyArrayWrapper: shape, dtype, order of an array whose bytes follow."""
+
+
+class _JoblibReader(pickle._Unpickler):
+    """Reads the arrays of a joblib pickle (joblib.dump of a list of numpy arrays) without importing joblib: its
+    import (~0.1 s of multiprocessing machinery) was most of the first request's detector set-up. joblib writes each
+    array as a pickled NumpyArrayWrapper followed by the raw bytes, after one byte of alignment padding length and
+    that much padding (joblib >= 1.2). Only the classes such a file needs may be loaded."""
+
+    _ALLOWED = {("copyreg", "_reconstructor"), ("builtins", "object"), ("numpy", "dtype"), ("numpy", "ndarray"),
+                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+            return _ArrayHeader
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"unexpected class {module}.{name} in the MTCNN weights")
+
+    def load_build(self) -> None:
+        super().load_build()
+        if isinstance(self.stack[-1], _ArrayHeader):
+            self.stack.append(self._read_array(self.stack.pop()))
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _read_array(self, header: _ArrayHeader) -> np.ndarray:
+        if header.dtype.hasobject:
+            raise pickle.UnpicklingError("object arrays are not expected in the MTCNN weights")
+        if getattr(header, "numpy_array_alignment_bytes", None) is not None:
+            self.read(self.read(1)[0])  # skip the padding
+        count = int(np.prod(header.shape, dtype=np.int64))
+        data = np.frombuffer(self.read(count * header.dtype.itemsize), dtype=header.dtype).copy()
+        return data.reshape(header.shape[::-1]).T if header.order == "F" else data.reshape(header.shape)
+
+
+def read_joblib_arrays(path: str) -> list[np.ndarray]:
+    """The list of arrays in an lz4-compressed joblib file."""
+    import lz4.frame
+
+    with open(path, "rb") as f:
+        raw = lz4.frame.decompress(f.read())
+    return list(_JoblibReader(io.BytesIO(raw)).load())
+
+
 def _weights(name: str) -> list[np.ndarray]:
     """The arrays of one network from the mtcnn wheel (without importing the package: it imports TensorFlow)."""
     from importlib.metadata import PackageNotFoundError, distribution
-
-    import joblib
 
     try:
         path = distribution("mtcnn").locate_file(f"mtcnn/assets/weights/{name}.lz4")
     except PackageNotFoundError as exc:
         raise RuntimeError("the face detector's weights come from the 'mtcnn' package: pip install mtcnn") from exc
-    arrays = joblib.load(str(path))
-    return [np.asarray(a, dtype=np.float32) for a in arrays]
+    return [np.asarray(a, dtype=np.float32) for a in read_joblib_arrays(str(path))]
 
 
 _lock = threading.Lock()

@@ -391,3 +391,36 @@ def test_a_face_turned_away_is_refused_with_its_own_code(client, astronaut, monk
     assert r.status_code == 422 and r.json()["error"]["code"] == "face_not_frontal", r.text
     r = client.post("/v1/analyze", json={"image_base64": body["image_base64"]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "face_not_frontal", r.text
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_mtcnn_pooling_matches_keras_same_padding_at_every_size(k):
+    """_pool_same skips the padded copy where max_pool2d's own options give the same windows; the reference is
+    Keras's MaxPooling2D(padding="same"): pad with -inf, the odd pixel at the end."""
+    import math
+
+    import torch
+    from torch.nn import functional as nnf
+
+    from handler.mtcnn import _pool_same
+
+    for h in range(5, 40):
+        for w in (h, h + 1, 9):
+            x = torch.randn(2, 3, h, w)
+            ph = max((math.ceil(h / 2) - 1) * 2 + k - h, 0)
+            pw = max((math.ceil(w / 2) - 1) * 2 + k - w, 0)
+            padded = nnf.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
+            assert torch.equal(_pool_same(x, k, 2), nnf.max_pool2d(padded, k, 2)), (k, h, w)
+
+
+def test_mtcnn_weights_read_without_joblib_equal_joblibs_own_reading():
+    joblib = pytest.importorskip("joblib")
+    from importlib.metadata import distribution
+
+    from handler.mtcnn import read_joblib_arrays
+
+    for name in ("pnet", "rnet", "onet"):
+        path = str(distribution("mtcnn").locate_file(f"mtcnn/assets/weights/{name}.lz4"))
+        ours, theirs = read_joblib_arrays(path), joblib.load(path)
+        assert len(ours) == len(theirs) > 10
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(ours, theirs))
