@@ -3,6 +3,7 @@
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -14,6 +15,7 @@ FORMAT_ALIASES = {"jpg": "jpeg"}
 ANIMATION_FORMATS = {"gif": ("GIF", "image/gif"), "webp": ("WEBP", "image/webp")}
 MAX_ICC_BYTES = 128 * 1024  # real RGB profiles are 0.5-60 KB (Display P3 from phones: ~0.5 KB)
 ESTIMATE_MIN_PIXELS = 2_000_000  # below this, encoding is quick enough to just do it
+EXIF_ORIENTATION = 0x0112
 ESTIMATE_BANDS, ESTIMATE_BAND_ROWS = 16, 16  # rows sampled across the photo to estimate its encoded size
 
 
@@ -61,6 +63,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
                 raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}",
                                     limit_pixels=max_pixels)
             source_format = im.format.lower()
+            if im.format == "JPEG" and im.mode == "RGB" and im.getexif().get(EXIF_ORIENTATION, 1) == 1:
+                rgb = _decode_plain_jpeg(data, (h, w))
+                if rgb is not None:
+                    return DecodedImage(rgb, None, source_format, usable_icc_profile(im.info.get("icc_profile")))
             im.seek(0)  # first frame of an animation
             im = ImageOps.exif_transpose(im)
             # A profile only describes the output if the pixels stay in its colour space (not CMYK, not gray).
@@ -87,6 +93,19 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
         return DecodedImage(np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), source_format,
                             icc_profile)
     return DecodedImage(arr, None, source_format, icc_profile)
+
+
+def _decode_plain_jpeg(data: bytes, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pixels of a complete, upright RGB JPEG through OpenCV (the same libjpeg-turbo output as Pillow's, bit for
+    bit), or None to take Pillow's path. Pillow's decode itself is as fast, but handing its pixels to numpy copied
+    them twice more: 112 ms against 30 ms for a 12 MP photo. A file that does not end with the JPEG end marker may be
+    truncated, which OpenCV would fill with grey instead of failing: Pillow reads those."""
+    if not data.endswith(b"\xff\xd9"):
+        return None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.shape[:2] != shape:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def normalise_format(fmt: str) -> str:

@@ -28,6 +28,17 @@ def test_exif_orientation_is_applied():
     assert out.rgb[2, 10, 2] > 200 and out.rgb[-3, 10, 0] > 200  # blue band moved to the top
 
 
+def test_upright_rgb_jpeg_decodes_to_the_same_pixels_as_pillow_and_truncation_still_fails():
+    from skimage import data as skdata
+
+    jpeg = encoded(Image.fromarray(skdata.astronaut()), "JPEG", quality=90)
+    out = decode_image(jpeg, **LIMITS)  # OpenCV's path (handler.imaging._decode_plain_jpeg)
+    assert np.array_equal(out.rgb, np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
+    assert out.source_format == "jpeg" and out.alpha is None
+    with pytest.raises(UnsupportedImage):
+        decode_image(jpeg[: len(jpeg) // 2], **LIMITS)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16"])
 def test_colour_modes_become_rgb(mode):
     im = Image.new("RGB", (16, 12), (120, 60, 30)).convert(mode)
