@@ -15,6 +15,7 @@ precision (no optimiser state) for committing, so the next segment can start on 
 """
 
 import json
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -364,6 +365,11 @@ class Trainer:
         self.state.segments.append(segment)
         t_segment = t_ckpt = t_log = time.time()
         seen_log = self.state.images_seen
+        # SIGTERM or Ctrl-C ends the segment after the current step, as reaching segment_minutes does (checkpoint,
+        # then the caller writes the warm start), instead of losing the steps since the last checkpoint.
+        stop_requested = []
+        previous_handlers = {sig: signal.signal(sig, lambda *_: stop_requested.append(True))
+                             for sig in (signal.SIGTERM, signal.SIGINT)}
         self.model.train()
         while self.state.step < s.steps:
             idx = self.next_batch(len(data))
@@ -389,13 +395,15 @@ class Trainer:
                       + f" {rate:.1f} img/s", flush=True)
             if self.state.step % s.preview_every == 0:
                 self.save_preview(preview)
-            segment_over = now - t_segment >= s.segment_minutes * 60
+            segment_over = now - t_segment >= s.segment_minutes * 60 or bool(stop_requested)
             if now - t_ckpt >= s.checkpoint_minutes * 60 or segment_over or self.state.step == s.steps:
                 self.save_checkpoint()
                 t_ckpt = now
             if segment_over:
                 print(f"segment {segment['index']} over after {segment['minutes']} min", flush=True)
                 break
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         if self.state.step == s.steps:
             self.save_checkpoint()
         self.save_preview(preview)

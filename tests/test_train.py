@@ -96,3 +96,25 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     sidecar = json.loads(warm.with_suffix(".json").read_text())
     assert sidecar["step"] == 6 and sidecar["continue"].endswith(f"--config {config2} --resume")
     assert [s["end_step"] for s in sidecar["segments"]] == [2, 4, 6]
+
+
+def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
+    import signal
+
+    config = write_config(tmp_path, steps=10_000)
+    warm = tmp_path / "warm.pt"
+    proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(config), "--warm-start-out",
+                             str(warm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 3/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-2000:]
+    assert "segment 1 over" in out and "--resume" in out
+    step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"]
+    assert 3 <= step < 10_000 and torch.load(warm, weights_only=False)["step"] == step
