@@ -60,7 +60,8 @@ class GenerateRequest(_Request):
     model_config = _examples({"attributes": {"smile": 1.0, "blond": 1.0}, "count": 4, "seed": 7, "size": 256})
 
     attributes: dict[str, EditValue] = Field(default_factory=dict, examples=[{"Smiling": 1.0, "blond": 1.0}],
-                                             description="attributes of the new faces; the others are those of a real face that fits them")
+                                             description="attributes of the new faces; the others are those of a "
+                                                         "real face that fits them")
     count: int = Field(1, ge=1, description="number of faces")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="same seed and attributes -> same faces")
     size: int = Field(256, ge=64, le=512, description="side of each face in pixels")
