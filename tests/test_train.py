@@ -17,8 +17,8 @@ from handler.artifact import load_model
 pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found at {CELEBA}")
 
 
-def write_config(tmp_path: Path, steps: int) -> Path:
-    config = {"name": "tiny", "steps": steps, "batch_size": 8, "train_limit": 32, "log_every": 1,
+def write_config(tmp_path: Path, steps: int, **extra) -> Path:
+    config = {**extra, "name": "tiny", "steps": steps, "batch_size": 8, "train_limit": 32, "log_every": 1,
               "preview_every": 2, "data_dir": str(CELEBA), "out_dir": str(tmp_path / "run"),
               "cache_dir": str(tmp_path / "cache"),
               "model": {"image_size": 128, "latent_dim": 8, "channels": [8, 8, 8, 16, 16], "mask_channels": 4},
@@ -101,7 +101,7 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
 def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
     import signal
 
-    config = write_config(tmp_path, steps=10_000)
+    config = write_config(tmp_path, steps=10_000, autocast_bf16=True)  # also runs the bfloat16 autocast path
     warm = tmp_path / "warm.pt"
     proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(config), "--warm-start-out",
                              str(warm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
