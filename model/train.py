@@ -83,6 +83,11 @@ class TrainSettings:
     # Network passes in bfloat16 (torch.autocast; losses and weights stay float32): on this machine's AVX512-BF16
     # cores a generator step took ~0.6 of the float32 time.
     autocast_bf16: bool = False
+    # The critic also judges decodes of new latents drawn as /v1/generate draws them, with another face's labels, at
+    # this share of the adversarial weight: segments 1-10 trained the decoder only on the latents of real faces, and
+    # new faces came out broken (doubled features) where reconstructions were whole.
+    prior_realism_weight: float = 0.0
+    prior_realism_batch: int = 16  # new latents per step (a decoder pass over the whole batch cost ~50% more time)
     pause_share: float = 0.0  # sleep this share of each step's time, leaving CPU to other work on a shared machine
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
     critic: dict = field(default_factory=dict)  # CriticConfig overrides
@@ -279,6 +284,7 @@ class Trainer:
         # The edit pass decodes from a detached latent: edits teach the decoder, not the encoder.
         recon, edited, mask = self._forward(self._edit_pass, z, cond, cond_target)
         fake = composite(x, recon.detach(), edited, mask)  # (B, 3, S, S)
+        prior = self._forward(self._prior_decode, mu.detach(), labels) if s.prior_realism_weight > 0 else None
 
         # critic step
         real_scores, real_logits = self._forward(self.critic, translate(x))
@@ -292,6 +298,10 @@ class Trainer:
         if s.realism_on_reconstruction:
             recon_in = translate(recon)
             d_adv = d_adv + critic_fake_hinge_loss(self._forward(self.critic, recon_in.detach())[0])
+        if prior is not None:
+            prior_in = translate(prior)
+            d_adv = d_adv + s.prior_realism_weight * critic_fake_hinge_loss(
+                self._forward(self.critic, prior_in.detach())[0])
         d_cls = attribute_loss(real_logits, labels)
         self.opt_d.zero_grad(set_to_none=True)
         (d_adv + s.critic_cls_weight * d_cls).backward()
@@ -307,6 +317,8 @@ class Trainer:
         g_adv = generator_hinge_loss(g_scores, weights)
         if s.realism_on_reconstruction:
             g_adv = g_adv + generator_hinge_loss(self._forward(self.critic, recon_in)[0])
+        if prior is not None:
+            g_adv = g_adv + s.prior_realism_weight * generator_hinge_loss(self._forward(self.critic, prior_in)[0])
         chroma = chroma_penalty(mask * (edited - recon.detach()))
         g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
         sparsity, tv = mask_penalties(mask, self._sparsity_weights(labels, target))
@@ -330,6 +342,14 @@ class Trainer:
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
                 "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item()}
+
+    def _prior_decode(self, mu: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Decodes of new latents, drawn from a Gaussian fitted to the batch's mean latents (diagonal; the export
+        fits a full covariance), each with another face's labels (the service: a row of the card's label bank)."""
+        n = min(self.settings.prior_realism_batch, len(mu))
+        z = mu.mean(0) + torch.randn(n, mu.shape[1], device=mu.device) * mu.std(0)
+        others = labels[torch.randperm(len(labels), device=labels.device)[:n]]
+        return self.model.decoder(z, labels_to_condition(others))[0]
 
     def _forward(self, module_call, *args):
         """module_call(*args), under bfloat16 autocast when settings.autocast_bf16 with its outputs cast back to

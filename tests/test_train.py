@@ -101,7 +101,8 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
 def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
     import signal
 
-    config = write_config(tmp_path, steps=10_000, autocast_bf16=True)  # also runs the bfloat16 autocast path
+    # also runs the bfloat16 autocast path and the critic on decodes of new latents
+    config = write_config(tmp_path, steps=10_000, autocast_bf16=True, prior_realism_weight=0.5)
     warm = tmp_path / "warm.pt"
     proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(config), "--warm-start-out",
                              str(warm)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
