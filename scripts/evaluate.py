@@ -2,6 +2,9 @@
 split, judged by two independent classifiers of different architecture and resolution (model/judge.py: judge64 and
 judge128, trained by scripts/train_judge.py). An edit only one judge sees is noise, not the attribute.
 
+Also measures new faces (/v1/generate, model/generate_eval.py): for each of the 13 attributes, faces generated with
+it asked on and off, the share the judges read as asked, and the share the face detector finds.
+
 Writes <out-dir>/edit_eval.json, edit_eval.md and edit_eval.png (rows: test faces; columns: the input, then the
 service's output with each of the 13 attributes flipped), and copies the headline numbers into the model card's
 `metrics`.
@@ -23,11 +26,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
+from handler import faces as face_ops  # noqa: E402
 from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
 from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
+from model.generate_eval import generation_accuracy  # noqa: E402
 from model.grid import save_labelled_grid  # noqa: E402
 from model.judge import JUDGE128_WEIGHTS, JUDGE_WEIGHTS, load_judge  # noqa: E402
 
@@ -45,6 +50,8 @@ parser.add_argument("--split", default="test", choices=["test", "val"], help="va
 parser.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help="edit strength (API default 1.0)")
 parser.add_argument("--grid-rows", type=int, default=8)
 parser.add_argument("--no-card", action="store_true", help="do not write the numbers into the model card")
+parser.add_argument("--generate-per-value", type=int, default=16,
+                    help="new faces per attribute and value (on, off) for the generation measure")
 args = parser.parse_args()
 
 started = time.time()
@@ -75,6 +82,21 @@ class Served:
 
 edits = evaluate_edits(Served.encode, Served.edit, judges, test, indices, settings, grid_rows=args.grid_rows)
 recon = reconstruction_and_attribute_metrics(Served, test)
+
+
+def generate(attribute: str, value: float, count: int, seed: int) -> list[np.ndarray]:
+    return editor.generate(editor.plan({attribute: value}), count=count, seed=seed, size=size)
+
+
+def found_in_scene(face: np.ndarray) -> bool:
+    """Whether the service finds the generated face, pasted into a plain grey scene three times its side."""
+    scene = np.full((3 * size, 3 * size, 3), 128, np.uint8)
+    scene[size:2 * size, size:2 * size] = face
+    return any(f.frontal for f in face_ops.detect_faces(scene, crop_size=size))
+
+
+generated = generation_accuracy(generate, judges, list(EDIT_EVAL_ATTRIBUTES), found_in_scene,
+                                per_value=args.generate_per_value)
 by_judge = edits["judges"]
 judge_acc = by_judge["judge64"]["judge_accuracy"]
 
@@ -111,6 +133,13 @@ metrics = {
     "preservation_error_judge128": r(j128["preservation_error"].mean()),
     # what both judges see: the smaller of the two per attribute (an edit one judge misses is not reliable)
     "edit_accuracy_both_judges": per_attribute(np.minimum(j64["edit_accuracy"], j128["edit_accuracy"])),
+    # new faces asked for one attribute on or off (/v1/generate): the share each judge reads as asked
+    "generate_accuracy": per_attribute(generated["accuracy"]["judge64"]),
+    "generate_accuracy_mean": r(generated["accuracy"]["judge64"].mean()),
+    "generate_accuracy_judge128": per_attribute(generated["accuracy"]["judge128"]),
+    "generate_accuracy_mean_judge128": r(generated["accuracy"]["judge128"].mean()),
+    "generated_faces_found": r(generated["found_rate"]),
+    "generated_faces": generated["faces"],
     "psnr_db": recon["psnr_db"],
     "ssim": recon["ssim"],
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
@@ -157,7 +186,10 @@ rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics[
     f"{settings.gain}). Judges' own accuracy on these faces over 40 attributes: judge64 "
     f"{metrics['judge_accuracy_mean_40']:.3f}, judge128 {metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
     f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "
-    f"{metrics['attribute_accuracy_mean']:.3f} over 40.\n\n"
+    f"{metrics['attribute_accuracy_mean']:.3f} over 40. New faces ({generated['faces']}, one attribute asked on "
+    f"or off): read as asked {metrics['generate_accuracy_mean']:.3f} (judge64) / "
+    f"{metrics['generate_accuracy_mean_judge128']:.3f} (judge128), found by the face detector "
+    f"{metrics['generated_faces_found']:.3f}.\n\n"
     + "\n".join(rows) + "\n\n![edits](edit_eval.png)\n\nColumns: input, then each attribute flipped "
     "(service output). " + report["protocol"] + ".\n")
 save_labelled_grid(edits["grid_columns"], ["input", *EDIT_EVAL_ATTRIBUTES], out / "edit_eval.png")

@@ -31,7 +31,8 @@ def test_evaluate_writes_report_grid_and_card(tmp_path):
     shutil.copytree(ROOT / "layers" / "model", model_dir)
     out = tmp_path / "report"
     run(["scripts/evaluate.py", "--limit", "24", "--model-dir", str(model_dir), "--out-dir", str(out),
-         "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(CELEBA), "--grid-rows", "4"])
+         "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(CELEBA), "--grid-rows", "4",
+         "--generate-per-value", "2"])
 
     metrics = json.loads((model_dir / "model_card.json").read_text())["metrics"]
     assert CARD_KEYS <= set(metrics)
@@ -45,6 +46,9 @@ def test_evaluate_writes_report_grid_and_card(tmp_path):
     assert set(metrics["edit_accuracy_judge128"]) == set(EDITED)
     assert 10 < metrics["psnr_db"] < 40 and metrics["edit_strength"] == 1.0
     assert metrics["images"] == 24
+    assert set(metrics["generate_accuracy"]) == set(EDITED) and metrics["generated_faces"] == 2 * 2 * len(EDITED)
+    assert 0.0 <= metrics["generate_accuracy_mean_judge128"] <= 1.0
+    assert metrics["generated_faces_found"] > 0.5  # the bundled model's faces are found (0.97 of 416 measured)
 
     report = json.loads((out / "edit_eval.json").read_text())
     assert report["metrics"] == {k: v for k, v in metrics.items() if k in report["metrics"]}
@@ -65,3 +69,31 @@ def test_judge_training_script(tmp_path):
     card = json.loads(weights.with_suffix(".json").read_text())
     assert 0.0 <= card["test"]["accuracy_mean_40"] <= 1.0 and card["test"]["images"] == 32
     assert set(EDITED) <= set(card["test"]["accuracy"])
+
+
+def test_generation_accuracy_counts_what_the_judges_read_as_asked():
+    import numpy as np
+    import torch
+
+    from model.attributes import CELEBA_ATTRIBUTES
+    from model.generate_eval import generation_accuracy
+
+    class Brightness(torch.nn.Module):
+        """Reads every attribute as present on bright faces."""
+        resolution = 8
+
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3))[:, None].expand(-1, len(CELEBA_ATTRIBUTES)) * 10
+
+    def obedient(attribute, value, count, seed):  # bright when asked on, dark when asked off
+        return [np.full((8, 8, 3), 230 if value else 20, np.uint8)] * count
+
+    def contrary(attribute, value, count, seed):
+        return obedient(attribute, 1.0 - value, count, seed)
+
+    judges = {"a": Brightness(), "b": Brightness()}
+    result = generation_accuracy(obedient, judges, ["Male", "Smiling"], lambda face: True, per_value=3)
+    assert result["faces"] == 12 and result["found_rate"] == 1.0
+    assert list(result["accuracy"]["a"]) == [1.0, 1.0] and list(result["accuracy"]["b"]) == [1.0, 1.0]
+    result = generation_accuracy(contrary, judges, ["Male"], lambda face: face.mean() > 100, per_value=3)
+    assert list(result["accuracy"]["a"]) == [0.0] and result["found_rate"] == 0.5
