@@ -144,6 +144,8 @@ class Trainer:
         self.focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
         self.editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
         self.hair = torch.tensor([a in HAIR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
+        # running mean and spread of the batches' mean latents, for the preview's new faces
+        self.latent_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     @property
@@ -280,6 +282,7 @@ class Trainer:
         cond, cond_target = labels_to_condition(labels), target_condition(labels.cpu(), target.cpu()).to(self.device)
 
         mu, logvar, head_logits = self._forward(self.model.encode, x)
+        self._track_latents(mu.detach())
         z = self.model.reparameterize(mu, logvar)
         # The edit pass decodes from a detached latent: edits teach the decoder, not the encoder.
         recon, edited, mask = self._forward(self._edit_pass, z, cond, cond_target)
@@ -342,6 +345,11 @@ class Trainer:
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
                 "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item()}
+
+    def _track_latents(self, mu: torch.Tensor) -> None:
+        batch = (mu.mean(0), mu.std(0))
+        self.latent_stats = batch if self.latent_stats is None else tuple(
+            0.99 * old + 0.01 * new for old, new in zip(self.latent_stats, batch))
 
     def _prior_decode(self, mu: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Decodes of new latents, drawn from a Gaussian fitted to the batch's mean latents (diagonal; the export
@@ -446,6 +454,10 @@ class Trainer:
         x = self._input(preview.images)
         labels = torch.from_numpy(preview.labels).to(self.device)
         cols = edit_columns(self.model, x, labels, [CELEBA_ATTRIBUTES.index(a) for a in PREVIEW_ATTRIBUTES])
+        if self.latent_stats is not None:  # last column: new faces, the same latents in every preview
+            mean, spread = self.latent_stats
+            eps = torch.randn(len(x), len(mean), generator=torch.Generator().manual_seed(0)).to(self.device)
+            cols.append(self.model.decode(mean + eps * spread, labels_to_condition(labels.roll(1, 0))))
         save_grid(cols, self.settings.run_dir / f"preview_{self.state.step:06d}.png")
         self.model.train()
 
