@@ -83,12 +83,13 @@ def to_tensor_batch(images: np.ndarray):
     return x / 127.5 - 1.0
 
 
-def label_bank(root: Path, count: int = 1000, seed: int = 0, split: str = "train") -> list[str]:
-    """`count` attribute vectors of real faces of a split, drawn without replacement (seeded), each as a string of
-    40 '0'/'1' in CELEBA_ATTRIBUTES order. /v1/generate conditions new faces on such rows: the decoder was trained
-    on whole-face label vectors, and the attributes' prevalences (a fraction for every attribute at once) made it
-    draw faces with doubled features."""
+def label_bank(root: Path, count: int = 1000, seed: int = 0, split: str = "train") -> dict:
+    """The model card's `attribute_label_bank`: `count` attribute vectors of real faces of a split, drawn without
+    replacement (seeded), each as a string of 40 '0'/'1' in CELEBA_ATTRIBUTES order. /v1/generate conditions new
+    faces on such rows: the decoder was trained on whole-face label vectors, and the attributes' prevalences (a
+    fraction for every attribute at once) made it draw faces with doubled features."""
     labels, partition = read_annotations(Path(root))
     names = sorted(n for n, s in partition.items() if s == SPLITS[split])
     picked = np.random.default_rng(seed).choice(len(names), size=min(count, len(names)), replace=False)
-    return ["".join("1" if v > 0.5 else "0" for v in labels[names[i]]) for i in sorted(picked)]
+    rows = ["".join("1" if v > 0.5 else "0" for v in labels[names[i]]) for i in sorted(picked)]
+    return {"split": split, "seed": seed, "order": "attributes", "rows": rows}

@@ -23,7 +23,6 @@ args = parser.parse_args()
 
 card_path = Path(args.model_dir) / "model_card.json"
 card = json.loads(card_path.read_text())
-card["attribute_label_bank"] = {"split": "train", "seed": args.seed, "order": "attributes",
-                                "rows": label_bank(Path(args.data_dir), count=args.rows, seed=args.seed)}
+card["attribute_label_bank"] = label_bank(Path(args.data_dir), count=args.rows, seed=args.seed)
 card_path.write_text(json.dumps(card, indent=2) + "\n")
 print(f"wrote {args.rows} label rows into {card_path}")

@@ -81,8 +81,7 @@ card = {
     "latent_dim": model.config.latent_dim,
     "attribute_prevalence": prevalence,
     # /v1/generate conditions each new face on one of these real attribute vectors (handler/editor.py).
-    "attribute_label_bank": {"split": "train", "seed": 0, "order": "attributes",
-                             "rows": label_bank(Path(args.data_dir), count=1000, seed=0)},
+    "attribute_label_bank": label_bank(Path(args.data_dir), count=1000, seed=0),
     "latent_prior": {"fit": "Gaussian, full covariance, of the encoder's mean latents", "split": "train",
                      "images": len(prior_faces), "where": "artifact buffers latent_mean, latent_scale (Cholesky)"},
     "learned_mask": True,
