@@ -67,7 +67,9 @@ def read_label_bank(card: dict) -> Tensor | None:
         return None
     if any(len(r) != len(card["attributes"]) for r in rows):
         raise ArtifactError("model card: attribute_label_bank rows do not match its attribute list")
-    return torch.tensor([[c == "1" for c in r] for r in rows], dtype=torch.float32)
+    # parsed as one byte string: per character in Python it took ~5 ms of every cold start
+    ones = np.frombuffer("".join(rows).encode("ascii", "replace"), np.uint8) == ord("1")
+    return torch.from_numpy(ones.reshape(len(rows), -1).astype(np.float32))
 
 
 def draw_label_rows(bank: Tensor, wanted: dict[int, float], count: int, generator: torch.Generator) -> Tensor:
