@@ -241,7 +241,7 @@ class Trainer:
         t0 = time.time()
         for i in range(steps):
             idx = np.sort(torch.randint(0, len(data), (s.classifier_batch_size,), generator=gen).numpy())
-            x = to_tensor_batch(data.images[idx]).to(self.device)
+            x = to_tensor_batch(data.images[idx], self.device)
             if i % 2:
                 x = x.flip(3)
             loss = attribute_loss(clf(x), torch.from_numpy(data.labels[idx]).to(self.device))
@@ -255,7 +255,7 @@ class Trainer:
         freeze(clf)
         self.classifier_ready = True
         with torch.no_grad():
-            pred = clf(to_tensor_batch(val.images).to(self.device)) > 0
+            pred = clf(to_tensor_batch(val.images, self.device)) > 0
         accuracy = (pred.float() == torch.from_numpy(val.labels).to(self.device)).float().mean().item()
         print(f"classifier trained in {(time.time() - t0) / 60:.1f} min: val accuracy {accuracy:.4f} over 40 "
               f"({len(val)} faces); frozen", flush=True)
@@ -271,7 +271,7 @@ class Trainer:
         return idx
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
-        x = to_tensor_batch(images).to(self.device)
+        x = to_tensor_batch(images, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else x
 
     # ---- one step --------------------------------------------------------------------------------------------
