@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from handler.artifact import load_model
-from handler.editor import Editor, PlannedEdit
+from handler.editor import Editor, PlannedEdit, change_masks, crop_feather, paste_masks
 from handler.errors import InvalidRequest, UnknownAttribute
 from model.attributes import CELEBA_ATTRIBUTES
 from model.cvae import CVAE, CVAEConfig
@@ -72,6 +72,22 @@ def test_residual_is_zero_without_a_change(editor):
     size = editor.size
     assert residuals.shape == (2, size, size, 3) and masks.shape == (2, size, size)
     assert masks.min() >= 0.0 and masks.max() <= 1.0
+
+
+def test_paste_follows_the_decoders_change_beyond_the_learned_mask():
+    """v2's learned mask leaves the hair out; where the decoder changed the face (a hair-colour edit) the paste
+    covers it anyway, and where nothing changed the pixels stay the photo's own."""
+    feather = crop_feather(32)
+    base = torch.zeros(1, 3, 32, 32)
+    edited = base.clone()
+    edited[:, :, 4:12, 8:24] = 0.5  # a changed patch at the top of the crop, where the hair is
+    closed = torch.zeros(1, 1, 32, 32)  # the learned mask: nothing
+    paste = paste_masks(closed, feather, change_masks(base, edited))
+    assert paste.shape == (1, 32, 32) and paste.min() >= 0.0 and paste.max() <= 1.0
+    assert paste[0, 8, 16] == pytest.approx(1.0)  # inside the change: pasted fully
+    assert (paste[0, 20:] == 0).all()  # away from it: exactly 0, so those pixels come back bit-identical
+    assert (paste_masks(closed, feather, change_masks(base, base)) == 0).all()
+    assert (paste_masks(closed, feather) == 0).all()
 
 
 def test_generate_is_seeded(editor):
