@@ -24,6 +24,9 @@ class ClassifierConfig:
     resolution: int = 64
     num_attributes: int = NUM_ATTRIBUTES
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # each halves the resolution
+    # How the last feature map becomes one vector. "max" (segments 2-14) let one local patch carry an attribute,
+    # and the edits learned to draw such patches (dark stripes read as bangs); "mean" asks for the whole face.
+    pooling: str = "max"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,7 +47,8 @@ class TrainingClassifier(nn.Module):
         """(B, 3, S, S) in [-1, 1] at any S -> (B, 40) attribute logits, read at config.resolution."""
         if x.shape[-1] != self.config.resolution:
             x = F.interpolate(x, size=(self.config.resolution,) * 2, mode="area")
-        return self.head(self.features(x).amax(dim=(2, 3)))
+        features = self.features(x)
+        return self.head(features.mean(dim=(2, 3)) if self.config.pooling == "mean" else features.amax(dim=(2, 3)))
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -224,7 +224,10 @@ class Trainer:
                 "classifier_config": self.classifier.config.to_dict()}
 
     def _load_classifier(self, saved: dict) -> None:
-        if self.classifier is not None and "classifier" in saved:
+        """The saved training classifier, where it is the one this segment's settings describe; a segment that names
+        another one trains it anew at its start."""
+        if (self.classifier is not None and "classifier" in saved
+                and ClassifierConfig(**saved["classifier_config"]) == self.classifier.config):
             self.classifier.load_state_dict(cast_floats(saved["classifier"], torch.float32))
             freeze(self.classifier)
             self.classifier_ready = True

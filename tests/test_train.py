@@ -97,6 +97,13 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     assert sidecar["step"] == 6 and sidecar["continue"].endswith(f"--config {config2} --resume")
     assert [s["end_step"] for s in sidecar["segments"]] == [2, 4, 6]
 
+    # Segment 15's change: a config that names another classifier (mean pooling) trains that one anew.
+    config3 = tmp_path / "config3.json"
+    config3.write_text(json.dumps(with_classifier | {"classifier": {"channels": [8, 8, 16, 16], "pooling": "mean"}}))
+    out = run(train + ["--config", str(config3), "--steps", "8", "--resume"])
+    assert "classifier trained" in out and "step 8/8" in out
+    assert torch.load(warm, weights_only=False)["classifier_config"]["pooling"] == "mean"
+
 
 def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
     import signal
