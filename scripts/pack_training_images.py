@@ -42,6 +42,13 @@ for name in train:
         size = 0
     chunks[-1].append(name)
     size += nbytes
+# The last chunk also carries the preview faces, the annotations and the warm start; where they would take it past
+# the limit they go in a chunk of their own (one more call).
+annotations = ("list_attr_celeba.txt", "list_eval_partition.txt")
+extras = sum((data / "images" / n).stat().st_size + 100 for n in preview) + sum(
+    (data / n).stat().st_size for n in annotations) + (Path(args.warm_start).stat().st_size if args.warm_start else 0)
+if size + extras > args.chunk_mb * 1e6:
+    chunks.append([])
 chunks[-1] += preview
 
 shutil.rmtree(out, ignore_errors=True)
@@ -53,7 +60,7 @@ for i, names in enumerate(chunks, 1):
             z.write(data / "images" / name, name)
     print(f"{folder}: {len(names)} images, {(folder / 'images.zip').stat().st_size / 1e6:.1f} MB")
 last = out / f"c{len(chunks)}"
-for name in ("list_attr_celeba.txt", "list_eval_partition.txt"):
+for name in annotations:
     with open(data / name, "rb") as src, gzip.open(last / f"{name}.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
 if args.warm_start:
