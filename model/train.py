@@ -36,6 +36,7 @@ from model.losses import (adversary_loss, attribute_loss, changed_patch_weights,
 
 PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache", "Bangs"]
 DEFAULT_RUNS = Path.home() / ".cache" / "face-interpolator" / "runs"
+CLASSIFIER_KEYS = ("classifier", "second_classifier")  # checkpoint keys of the training classifiers, in slot order
 
 
 @dataclass
@@ -92,6 +93,12 @@ class TrainSettings:
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
     critic: dict = field(default_factory=dict)  # CriticConfig overrides
     classifier: dict | None = None  # ClassifierConfig overrides; None: edits are read by the critic's head
+    # A second frozen classifier of another design (segment 16: 128 px, mean pooling); the edits' classification loss
+    # is then the mean of both, so an edit must change what two different networks read, not one network's blind spot.
+    second_classifier: dict | None = None
+    # Each classifier reads the edits through a random crop of classifier_view_scale..1 of the side, resized back
+    # (one draw per batch): a pattern that moves one network's logits at one exact framing rarely survives it.
+    classifier_view_scale: float = 1.0
     classifier_epochs: float = 2.0  # its training on real faces, before the generator's steps
     classifier_batch_size: int = 128
     classifier_lr: float = 2e-3
@@ -130,9 +137,9 @@ class Trainer:
         self.model = CVAE(self.config).to(self.device)
         self.critic = Critic(CriticConfig(image_size=self.config.image_size, **s.critic)).to(self.device)
         self.adversary = LatentAdversary(self.config).to(self.device)
-        self.classifier = (TrainingClassifier(ClassifierConfig(**s.classifier)).to(self.device)
-                           if s.classifier is not None else None)
-        self.classifier_ready = False  # trained (here or in a loaded checkpoint) and frozen
+        self.classifiers = [TrainingClassifier(ClassifierConfig(**c)).to(self.device)
+                            for c in (s.classifier, s.second_classifier) if c is not None]
+        self.classifiers_ready = [False] * len(self.classifiers)  # trained (here or in a loaded checkpoint), frozen
         if s.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
@@ -181,7 +188,7 @@ class Trainer:
         for opt, lr in ((self.opt_g, self.settings.lr), (self.opt_d, self.settings.critic_lr)):
             for group in opt.param_groups:
                 group["lr"] = lr
-        self._load_classifier(ckpt)
+        self.load_classifiers(ckpt)
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         self.rng.bit_generator.state = ckpt["numpy_rng"]
         self.state = State(step=ckpt["step"], images_seen=ckpt["images_seen"], train_seconds=ckpt["train_seconds"],
@@ -193,7 +200,7 @@ class Trainer:
         warm = torch.load(path, map_location=self.device, weights_only=False)
         for module, key in ((self.model, "model"), (self.critic, "critic"), (self.adversary, "adversary")):
             module.load_state_dict(cast_floats(warm[key], torch.float32))
-        self._load_classifier(warm)
+        self.load_classifiers(warm)
         self.state = State(step=warm["step"], images_seen=warm["images_seen"], train_seconds=warm["train_seconds"],
                            segments=warm["segments"])
         self.rng = np.random.default_rng(self.settings.seed + warm["step"])
@@ -217,25 +224,45 @@ class Trainer:
         path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
         print(f"warm start {path} ({path.stat().st_size / 1e6:.1f} MB) at step {st.step}", flush=True)
 
+    @property
+    def classifier(self) -> TrainingClassifier | None:
+        """The first training classifier (the one every segment from 2 on has)."""
+        return self.classifiers[0] if self.classifiers else None
+
     def _classifier_payload(self, dtype: torch.dtype) -> dict:
-        if self.classifier is None or not self.classifier_ready:
-            return {}
-        return {"classifier": cast_floats(self.classifier.state_dict(), dtype),
-                "classifier_config": self.classifier.config.to_dict()}
+        payload = {}
+        for key, clf, ready in zip(CLASSIFIER_KEYS, self.classifiers, self.classifiers_ready):
+            if ready:
+                payload |= {key: cast_floats(clf.state_dict(), dtype), f"{key}_config": clf.config.to_dict()}
+        return payload
 
-    def _load_classifier(self, saved: dict) -> None:
-        """The saved training classifier, where it is the one this segment's settings describe; a segment that names
-        another one trains it anew at its start."""
-        if (self.classifier is not None and "classifier" in saved
-                and ClassifierConfig(**saved["classifier_config"]) == self.classifier.config):
-            self.classifier.load_state_dict(cast_floats(saved["classifier"], torch.float32))
-            freeze(self.classifier)
-            self.classifier_ready = True
+    def load_classifiers(self, saved: dict) -> None:
+        """The saved training classifiers, each into the slot whose settings describe the same network (a classifier
+        saved first may fill the second slot); a slot that none fits is trained anew at the segment's start."""
+        found = [(ClassifierConfig(**saved[f"{key}_config"]), saved[key]) for key in CLASSIFIER_KEYS if key in saved]
+        for i, clf in enumerate(self.classifiers):
+            match = next((state for config, state in found if config == clf.config), None)
+            if match is not None and not self.classifiers_ready[i]:
+                clf.load_state_dict(cast_floats(match, torch.float32))
+                freeze(clf)
+                self.classifiers_ready[i] = True
 
-    def train_classifier(self, data, val) -> float:
-        """Train the training classifier on real faces (train split), freeze it, and return its mean accuracy over
+    def _read_edits(self, fake: torch.Tensor) -> list[torch.Tensor]:
+        """Every training classifier's logits (B, 40) on the edits, each through the same random view."""
+        x = fake
+        scale = self.settings.classifier_view_scale
+        if scale < 1.0:
+            size = fake.shape[-1]
+            side = int(round(size * (scale + (1.0 - scale) * torch.rand(()).item())))
+            top, left = (int(torch.randint(0, size - side + 1, ()).item()) for _ in range(2))
+            x = torch.nn.functional.interpolate(fake[..., top:top + side, left:left + side], size=(size, size),
+                                                mode="bilinear", align_corners=False, antialias=False)
+        return [self._forward(clf, x) for clf in self.classifiers]
+
+    def train_classifier(self, clf: TrainingClassifier, data, val) -> float:
+        """Train a training classifier on real faces (train split), freeze it, and return its mean accuracy over
         the 40 attributes on `val`."""
-        s, clf = self.settings, self.classifier
+        s = self.settings
         gen = torch.Generator().manual_seed(s.seed + 1)
         steps = int(s.classifier_epochs * len(data) / s.classifier_batch_size)
         opt = torch.optim.AdamW(clf.parameters(), lr=s.classifier_lr, weight_decay=1e-4)
@@ -256,7 +283,7 @@ class Trainer:
                 print(f"classifier step {i + 1}/{steps} loss {loss.item():.4f} "
                       f"{(i + 1) * s.classifier_batch_size / (time.time() - t0):.0f} img/s", flush=True)
         freeze(clf)
-        self.classifier_ready = True
+        self.classifiers_ready[self.classifiers.index(clf)] = True
         with torch.no_grad():
             pred = clf(to_tensor_batch(val.images, self.device)) > 0
         accuracy = (pred.float() == torch.from_numpy(val.labels).to(self.device)).float().mean().item()
@@ -318,15 +345,15 @@ class Trainer:
         kld = kl_divergence(mu, logvar)
         head = attribute_loss(head_logits, labels)
         g_scores, g_logits = self._forward(self.critic, fake_in)
-        if self.classifier is not None:
-            g_logits = self._forward(self.classifier, fake)
+        cls_weights = changed_weights(labels, target, s.changed_weight)
+        readings = self._read_edits(fake) if self.classifiers else [g_logits]
+        g_cls = sum(edit_classification_loss(logits, target, cls_weights) for logits in readings) / len(readings)
         g_adv = generator_hinge_loss(g_scores, weights)
         if s.realism_on_reconstruction:
             g_adv = g_adv + generator_hinge_loss(self._forward(self.critic, recon_in)[0])
         if prior is not None:
             g_adv = g_adv + s.prior_realism_weight * generator_hinge_loss(self._forward(self.critic, prior_in)[0])
         chroma = chroma_penalty(mask * (edited - recon.detach()))
-        g_cls = edit_classification_loss(g_logits, target, changed_weights(labels, target, s.changed_weight))
         sparsity, tv = mask_penalties(mask, self._sparsity_weights(labels, target))
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
         cls_scale = 1.0
@@ -398,10 +425,11 @@ class Trainer:
         print(f"{len(data)} training images, generator {n_params:.2f}M, critic {n_critic:.2f}M parameters, "
               f"on {self.device} ({torch.get_num_threads()} threads)", flush=True)
         classifier_note = {}
-        if self.classifier is not None and not self.classifier_ready:
-            val = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=256)
-            classifier_note = {"classifier_trained": True,
-                               "classifier_val_accuracy_40": round(self.train_classifier(data, val), 4)}
+        for key, clf, ready in zip(CLASSIFIER_KEYS, self.classifiers, list(self.classifiers_ready)):
+            if not ready:
+                val = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=256)
+                classifier_note |= {f"{key}_trained": True,
+                                    f"{key}_val_accuracy_40": round(self.train_classifier(clf, data, val), 4)}
         segment = {**classifier_note, "index": len(self.state.segments) + 1, "config": config_file, "command": command,
                    "commit": commit, "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -41,6 +41,9 @@ parser.add_argument("--warm-start-out", default=None,
 parser.add_argument("--resume", action="store_true",
                     help="continue from the run's checkpoint, else from the committed warm start")
 parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+parser.add_argument("--classifiers-from", type=Path,
+                    help="a checkpoint or warm start whose training classifiers fill the slots with the same settings "
+                         "(instead of training them anew at the segment's start; the command is recorded in the chain)")
 args = parser.parse_args()
 
 
@@ -59,7 +62,7 @@ def code_version() -> str | None:
 if args.threads:
     torch.set_num_threads(args.threads)
 overrides = {k: v for k, v in vars(args).items()
-             if k not in ("config", "resume", "warm_start_out", "threads")}
+             if k not in ("config", "resume", "warm_start_out", "threads", "classifiers_from")}
 settings = load_settings(args.config, overrides)
 warm_path = Path(args.warm_start_out) if args.warm_start_out else ROOT / "model" / "weights" / f"{settings.name}.warm.pt"
 trainer = Trainer(settings)
@@ -70,6 +73,8 @@ if args.resume:
         trainer.load_warm_start(warm_path)
     else:
         sys.exit(f"--resume: neither {trainer.checkpoint_path} nor {warm_path} exists")
+if args.classifiers_from:
+    trainer.load_classifiers(torch.load(args.classifiers_from, map_location=trainer.device, weights_only=False))
 command = "python scripts/train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 trainer.run(command=command, config_file=args.config, commit=code_version())
 trainer.write_warm_start(warm_path)

@@ -114,7 +114,7 @@ def test_a_step_with_the_classifier_and_segment_4_losses_trains_the_generator_on
                                     realism_on_reconstruction=True,
                                     chroma_weight=50.0), device=torch.device("cpu"))
     freeze(trainer.classifier)
-    trainer.classifier_ready = True
+    trainer.classifiers_ready = [True]
     frozen = [t.detach().clone() for t in trainer.classifier.state_dict().values()]
     x, labels = batch(8)
     losses = trainer.step(x.contiguous(memory_format=torch.channels_last), labels)
