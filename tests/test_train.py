@@ -84,7 +84,9 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
 
     out = run(train + ["--config", str(config2), "--steps", "4", "--resume"])
     assert "classifier trained" in out and "step 4/4" in out
-    first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    max_pooled = tmp_path / "max_pooled.pt"
+    max_pooled.write_bytes((tmp_path / "run" / "checkpoint.pt").read_bytes())
+    first = torch.load(max_pooled, weights_only=False)
     assert first["segments"][-1]["classifier_trained"] is True and "commit" in first["segments"][-1]
     assert 0.0 <= first["segments"][-1]["classifier_val_accuracy_40"] <= 1.0
 
@@ -103,6 +105,21 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     out = run(train + ["--config", str(config3), "--steps", "8", "--resume"])
     assert "classifier trained" in out and "step 8/8" in out
     assert torch.load(warm, weights_only=False)["classifier_config"]["pooling"] == "mean"
+
+    # Segment 16's change: the max-pooled classifier first, the mean-pooled one second, read through random crops.
+    # The run's checkpoint (segment 15's) fills the second slot, where that network was the first, and
+    # --classifiers-from the first slot from segment 2's checkpoint; nothing is trained.
+    ensemble = tmp_path / "config4.json"
+    ensemble.write_text(json.dumps(with_classifier | {"second_classifier": {"channels": [8, 8, 16, 16],
+                                                                            "pooling": "mean"},
+                                                      "classifier_view_scale": 0.85}))
+    mean_pooled = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["classifier"]
+    out = run(train + ["--config", str(ensemble), "--steps", "10", "--resume", "--classifiers-from", str(max_pooled)])
+    assert "classifier trained" not in out and "step 10/10" in out
+    both = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert both["classifier_config"]["pooling"] == "max" and both["second_classifier_config"]["pooling"] == "mean"
+    assert all(torch.equal(first["classifier"][k], both["classifier"][k]) for k in first["classifier"])
+    assert all(torch.equal(mean_pooled[k], both["second_classifier"][k]) for k in mean_pooled)
 
 
 def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
