@@ -27,3 +27,7 @@ HAIR_ATTRIBUTES: frozenset[str] = frozenset({
     "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Receding_Hairline", "Straight_Hair",
     "Wavy_Hair",
 })
+
+# Edits that are a change of colour: TrainSettings.colour_chroma_scale lowers the colour-change penalty for them
+# (at full weight it held blond, brown and pale skin to a few percent from segment 5 to 16).
+COLOUR_ATTRIBUTES: frozenset[str] = frozenset({"Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Pale_Skin"})

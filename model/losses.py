@@ -83,11 +83,15 @@ def changed_patch_weights(fake: Tensor, x: Tensor, patches: tuple[int, int]) -> 
     return change / change.mean().clamp_min(1e-6)
 
 
-def chroma_penalty(change: Tensor) -> Tensor:
+def chroma_penalty(change: Tensor, sample_weights: Tensor | None = None) -> Tensor:
     """Mean absolute colour part of a change (B, 3, H, W): what is left after taking out its grey (luminance-like)
     part. Most attribute edits change lightness and shape (glasses, beards, smiles, bangs); a strong pure colour
-    shift is how an edit fools a classifier without drawing the attribute (teal bands in segments 2-3)."""
-    return (change - change.mean(dim=1, keepdim=True)).abs().mean()
+    shift is how an edit fools a classifier without drawing the attribute (teal bands in segments 2-3).
+    sample_weights (B,) scale each image's penalty (hair colour must be allowed to change colour)."""
+    colour = (change - change.mean(dim=1, keepdim=True)).abs()
+    if sample_weights is None:
+        return colour.mean()
+    return (colour.mean(dim=(1, 2, 3)) * sample_weights).mean()
 
 
 def mask_penalties(mask: Tensor, sample_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:

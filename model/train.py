@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, HAIR_ATTRIBUTES, NOT_EDITABLE
+from model.attributes import (CELEBA_ATTRIBUTES, COLOUR_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, HAIR_ATTRIBUTES,
+                              NOT_EDITABLE)
 from model.classifier import ClassifierConfig, TrainingClassifier, freeze
 from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
@@ -68,6 +69,7 @@ class TrainSettings:
     hair_mask_sparsity_scale: float = 1.0
     realism_where_changed: bool = False  # weight the critic's patches by how much the edit changed them
     chroma_weight: float = 0.0  # penalty on the colour part of the masked change (model.losses.chroma_penalty)
+    colour_chroma_scale: float = 1.0  # scales it for images whose edit changes a COLOUR_ATTRIBUTES entry
     # The critic also judges the reconstructions D(z, a) (whole image): /v1/generate shows decodes as they are,
     # and in segment 4 they grew rainbow stripes at the eyes and mouth that only the L1 term opposed.
     realism_on_reconstruction: bool = False
@@ -151,6 +153,7 @@ class Trainer:
         self.focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
         self.editable = [i for i, a in enumerate(CELEBA_ATTRIBUTES) if a not in NOT_EDITABLE]
         self.hair = torch.tensor([a in HAIR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
+        self.colour = torch.tensor([a in COLOUR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
         # running mean and spread of the batches' mean latents, for the preview's new faces
         self.latent_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -353,8 +356,10 @@ class Trainer:
             g_adv = g_adv + generator_hinge_loss(self._forward(self.critic, recon_in)[0])
         if prior is not None:
             g_adv = g_adv + s.prior_realism_weight * generator_hinge_loss(self._forward(self.critic, prior_in)[0])
-        chroma = chroma_penalty(mask * (edited - recon.detach()))
-        sparsity, tv = mask_penalties(mask, self._sparsity_weights(labels, target))
+        chroma = chroma_penalty(mask * (edited - recon.detach()),
+                                self._changed_scale(labels, target, self.colour, s.colour_chroma_scale))
+        sparsity, tv = mask_penalties(mask, self._changed_scale(labels, target, self.hair,
+                                                                s.hair_mask_sparsity_scale))
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
         cls_scale = 1.0
         if s.cls_ramp is not None:
@@ -398,13 +403,14 @@ class Trainer:
             out = module_call(*args)
         return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
 
-    def _sparsity_weights(self, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """(B,) mask sparsity scale: hair_mask_sparsity_scale where a hair attribute changes, 1 elsewhere."""
-        scale = self.settings.hair_mask_sparsity_scale
+    @staticmethod
+    def _changed_scale(labels: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
+                       scale: float) -> torch.Tensor | None:
+        """(B,) `scale` where the edit changes an attribute of `group` (a (40,) bool mask), 1 elsewhere; None for 1."""
         if scale == 1.0:
             return None
-        hair_changed = ((target.round() != labels) & self.hair.to(labels.device)).any(dim=1)
-        return torch.where(hair_changed, scale, 1.0).to(labels.dtype)
+        changed = ((target.round() != labels) & group.to(labels.device)).any(dim=1)
+        return torch.where(changed, scale, 1.0).to(labels.dtype)
 
     def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor):
         """model.edit with the reconstruction's latent kept attached (it trains the encoder) and the edit's

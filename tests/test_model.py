@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.attribute_rules import HAIR_COLOURS, flip
-from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
+from model.attributes import CELEBA_ATTRIBUTES, COLOUR_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
 from model.classifier import freeze
 from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
@@ -135,6 +135,9 @@ def test_realism_weights_follow_the_change_and_chroma_ignores_grey_changes():
     grey = torch.full((1, 3, 8, 8), -0.3)
     teal = torch.tensor([-0.3, 0.15, 0.15])[None, :, None, None].expand(1, 3, 8, 8)
     assert chroma_penalty(grey).item() == 0.0 and chroma_penalty(teal).item() == pytest.approx(0.2)
+    # segment 17: a hair-colour edit (second image) pays a tenth of the penalty
+    both = torch.cat([teal, teal])
+    assert chroma_penalty(both, torch.tensor([1.0, 0.1])).item() == pytest.approx((0.2 + 0.02) / 2)
 
 
 def test_mask_penalties():
@@ -208,3 +211,14 @@ def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
     from handler.artifact import load_model
     eps = torch.randn(5, CONFIG.latent_dim)
     torch.testing.assert_close(load_model(tmp_path).module.sample_latent(eps), mean + eps @ scale.T)
+
+
+def test_changed_scale_marks_the_images_whose_edit_changes_a_group():
+    """Segment 17: the colour penalty is scaled down where the edit changes a hair colour or pale skin."""
+    colour = torch.tensor([a in COLOUR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
+    labels = torch.zeros(3, len(CELEBA_ATTRIBUTES))
+    target = labels.clone()
+    target[1, CELEBA_ATTRIBUTES.index("Blond_Hair")] = 1.2  # moved past 1: still a change
+    target[2, CELEBA_ATTRIBUTES.index("Eyeglasses")] = 1.0
+    assert Trainer._changed_scale(labels, target, colour, 0.1).tolist() == pytest.approx([1.0, 0.1, 1.0])
+    assert Trainer._changed_scale(labels, target, colour, 1.0) is None
