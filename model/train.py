@@ -95,8 +95,9 @@ class TrainSettings:
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
     critic: dict = field(default_factory=dict)  # CriticConfig overrides
     classifier: dict | None = None  # ClassifierConfig overrides; None: edits are read by the critic's head
-    # A second frozen classifier of another design (segment 16: 128 px, mean pooling); the edits' classification loss
-    # is then the mean of both, so an edit must change what two different networks read, not one network's blind spot.
+    # A second frozen classifier of another design (cvae128_gan_seg16.json: 128 px, mean pooling); the edits'
+    # classification loss is then the mean of both, so an edit must change what two different networks read, not one
+    # network's blind spot.
     second_classifier: dict | None = None
     # Each classifier reads the edits through a random crop of classifier_view_scale..1 of the side, resized back
     # (one draw per batch): a pattern that moves one network's logits at one exact framing rarely survives it.

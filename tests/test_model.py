@@ -135,7 +135,7 @@ def test_realism_weights_follow_the_change_and_chroma_ignores_grey_changes():
     grey = torch.full((1, 3, 8, 8), -0.3)
     teal = torch.tensor([-0.3, 0.15, 0.15])[None, :, None, None].expand(1, 3, 8, 8)
     assert chroma_penalty(grey).item() == 0.0 and chroma_penalty(teal).item() == pytest.approx(0.2)
-    # segment 17: a hair-colour edit (second image) pays a tenth of the penalty
+    # cvae128_gan_seg17.json: a hair-colour edit (second image) pays a tenth of the penalty
     both = torch.cat([teal, teal])
     assert chroma_penalty(both, torch.tensor([1.0, 0.1])).item() == pytest.approx((0.2 + 0.02) / 2)
 
@@ -214,7 +214,7 @@ def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
 
 
 def test_changed_scale_marks_the_images_whose_edit_changes_a_group():
-    """Segment 17: the colour penalty is scaled down where the edit changes a hair colour or pale skin."""
+    """cvae128_gan_seg17.json: the colour penalty is scaled down where the edit changes a hair colour or pale skin."""
     colour = torch.tensor([a in COLOUR_ATTRIBUTES for a in CELEBA_ATTRIBUTES])
     labels = torch.zeros(3, len(CELEBA_ATTRIBUTES))
     target = labels.clone()

@@ -99,15 +99,16 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
     assert sidecar["step"] == 6 and sidecar["continue"].endswith(f"--config {config2} --resume")
     assert [s["end_step"] for s in sidecar["segments"]] == [2, 4, 6]
 
-    # Segment 15's change: a config that names another classifier (mean pooling) trains that one anew.
+    # The discarded cvae128_gan_seg15.json's change: a config that names another classifier (mean pooling) trains
+    # that one anew.
     config3 = tmp_path / "config3.json"
     config3.write_text(json.dumps(with_classifier | {"classifier": {"channels": [8, 8, 16, 16], "pooling": "mean"}}))
     out = run(train + ["--config", str(config3), "--steps", "8", "--resume"])
     assert "classifier trained" in out and "step 8/8" in out
     assert torch.load(warm, weights_only=False)["classifier_config"]["pooling"] == "mean"
 
-    # Segment 16's change: the max-pooled classifier first, the mean-pooled one second, read through random crops.
-    # The run's checkpoint (segment 15's) fills the second slot, where that network was the first, and
+    # cvae128_gan_seg16.json's change: the max-pooled classifier first, the mean-pooled one second, read through
+    # random crops. The run's checkpoint (seg15's) fills the second slot, where that network was the first, and
     # --classifiers-from the first slot from segment 2's checkpoint; nothing is trained.
     ensemble = tmp_path / "config4.json"
     ensemble.write_text(json.dumps(with_classifier | {"second_classifier": {"channels": [8, 8, 16, 16],
