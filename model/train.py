@@ -432,11 +432,13 @@ class Trainer:
         print(f"{len(data)} training images, generator {n_params:.2f}M, critic {n_critic:.2f}M parameters, "
               f"on {self.device} ({torch.get_num_threads()} threads)", flush=True)
         classifier_note = {}
-        for key, clf, ready in zip(CLASSIFIER_KEYS, self.classifiers, list(self.classifiers_ready)):
-            if not ready:
-                val = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=256)
-                classifier_note |= {f"{key}_trained": True,
-                                    f"{key}_val_accuracy_40": round(self.train_classifier(clf, data, val), 4)}
+        untrained = [(key, clf) for key, clf, ready in zip(CLASSIFIER_KEYS, self.classifiers, self.classifiers_ready)
+                     if not ready]
+        if untrained:
+            val = load_split(s.data_dir, "val", size=self.config.image_size, cache_dir=s.cache_dir, limit=256)
+        for key, clf in untrained:
+            classifier_note |= {f"{key}_trained": True,
+                                f"{key}_val_accuracy_40": round(self.train_classifier(clf, data, val), 4)}
         segment = {**classifier_note, "index": len(self.state.segments) + 1, "config": config_file, "command": command,
                    "commit": commit, "start_step": self.state.step, "device": str(self.device), "torch": torch.__version__,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
