@@ -21,15 +21,20 @@ def attribute_loss(logits: Tensor, labels01: Tensor) -> Tensor:
 
 
 def edit_targets(labels01: Tensor, focus: list[int], editable: list[int], *, focus_share: float,
-                 shuffle_share: float, generator: torch.Generator | None = None) -> Tensor:
+                 shuffle_share: float, generator: torch.Generator | None = None,
+                 focus_weights: Tensor | None = None) -> Tensor:
     """Target attributes for the edit pass, a mix of:
     - one attribute flipped (plus what that implies, see model/attribute_rules), drawn from `focus` (the 13 the
-      evaluation measures) with probability focus_share, else from all `editable`;
+      evaluation measures) with probability focus_share (in proportion to focus_weights, else uniformly), else
+      from all `editable`;
     - with probability shuffle_share, another face's labels (AttGAN's shuffled targets: several changes at once),
       keeping the non-editable attributes."""
     n = labels01.shape[0]
     from_focus = torch.rand(n, generator=generator) < focus_share
-    pick_focus = torch.tensor(focus)[torch.randint(0, len(focus), (n,), generator=generator)]
+    if focus_weights is None:
+        pick_focus = torch.tensor(focus)[torch.randint(0, len(focus), (n,), generator=generator)]
+    else:
+        pick_focus = torch.tensor(focus)[torch.multinomial(focus_weights, n, replacement=True, generator=generator)]
     pick_any = torch.tensor(editable)[torch.randint(0, len(editable), (n,), generator=generator)]
     attribute = torch.where(from_focus, pick_focus, pick_any).to(labels01.device)
     rows = torch.arange(n, device=labels01.device)

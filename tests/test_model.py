@@ -222,3 +222,21 @@ def test_changed_scale_marks_the_images_whose_edit_changes_a_group():
     target[2, CELEBA_ATTRIBUTES.index("Eyeglasses")] = 1.0
     assert Trainer._changed_scale(labels, target, colour, 0.1).tolist() == pytest.approx([1.0, 0.1, 1.0])
     assert Trainer._changed_scale(labels, target, colour, 1.0) is None
+
+
+def test_focus_weights_set_the_odds_of_each_focus_attribute():
+    """cvae128_gan_seg18.json gives the lagging attributes more of the single flips."""
+    labels = torch.zeros(4000, NUM_ATTRIBUTES)
+    focus = [CELEBA_ATTRIBUTES.index(a) for a in ("Bald", "Young")]
+    target = edit_targets(labels, focus, focus, focus_share=1.0, shuffle_share=0.0,
+                          generator=torch.Generator().manual_seed(0), focus_weights=torch.tensor([3.0, 1.0]))
+    bald_share = target[:, focus[0]].mean().item()
+    assert bald_share == pytest.approx(0.75, abs=0.03)
+    assert (target.sum(1) >= 1).all()  # every row still flips one of the two
+
+
+def test_unknown_focus_or_colour_attributes_are_refused():
+    with pytest.raises(ValueError, match="unknown attributes"):
+        Trainer(TrainSettings(model=CONFIG.to_dict(), focus_weights={"Smiling": 2.0}), torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown attributes"):
+        Trainer(TrainSettings(model=CONFIG.to_dict(), colour_attributes=["Purple_Hair"]), torch.device("cpu"))
