@@ -144,6 +144,9 @@ class Editor:
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
         self.label_bank = read_label_bank(model.card)
+        # New faces' latent noise is scaled by this (the "truncation" of BigGAN and Glow's temperature): the tails of
+        # the latent fit decode to distorted faces more often than its middle. Cards without it: 1.
+        self.generation_temperature = float(model.card.get("generation_temperature", 1.0))
 
     # ---- stages -------------------------------------------------------------------------------------------
     @tracer.capture_method
@@ -290,11 +293,12 @@ class Editor:
         return edited, results
 
     def generate(self, planned: list[PlannedEdit], *, count: int, seed: int, size: int) -> list[np.ndarray]:
-        """New faces: latents drawn (seeded) from the artifact's fit of real faces' latents. Each face's attributes
-        are a real face's (a row of the card's label bank agreeing best with what the caller set), then the caller's
-        settings; a card without a bank gives the attributes not set their training-set prevalence."""
+        """New faces: latents drawn (seeded) from the artifact's fit of real faces' latents, the noise scaled by the
+        card's generation_temperature. Each face's attributes are a real face's (a row of the card's label bank
+        agreeing best with what the caller set), then the caller's settings; a card without a bank gives the
+        attributes not set their training-set prevalence."""
         generator = torch.Generator().manual_seed(seed)
-        eps = torch.randn(count, self.model.latent_dim, generator=generator)
+        eps = self.generation_temperature * torch.randn(count, self.model.latent_dim, generator=generator)
         if self.label_bank is not None:
             wanted = {p.index: p.value for p in planned if not p.is_delta}
             probs = draw_label_rows(self.label_bank, wanted, count, generator)

@@ -37,6 +37,9 @@ parser.add_argument("--target-flip-rate", type=float, default=0.8,
 parser.add_argument("--calibration-images", type=int, default=512, help="validation images for the gain")
 parser.add_argument("--prior-images", type=int, default=4096,
                     help="train images whose latents fit the distribution new faces are drawn from")
+parser.add_argument("--generation-temperature", type=float, default=0.7,
+                    help="scale of the latent noise of new faces (/v1/generate): below 1 draws nearer the middle of "
+                         "real faces' latents, where the decoder draws whole faces more often")
 parser.add_argument("--version", help="model version string (default: date and training steps)")
 args = parser.parse_args()
 
@@ -84,6 +87,7 @@ card = {
     "attribute_label_bank": label_bank(Path(args.data_dir), count=1000, seed=0),
     "latent_prior": {"fit": "Gaussian, full covariance, of the encoder's mean latents", "split": "train",
                      "images": len(prior_faces), "where": "artifact buffers latent_mean, latent_scale (Cholesky)"},
+    "generation_temperature": args.generation_temperature,
     "learned_mask": True,
     "edit_gain": edit_gain,
     "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
