@@ -70,6 +70,10 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
     model = model.to(memory_format=torch.contiguous_format)
     scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder, model.mask_head, mean.float(),
                                             scale.float()))
+    # Frozen: weights become constants and BatchNorm is folded into the convolutions. The 128 px decoder's edit
+    # (two decodes and the mask) took 12.6 ms frozen against 19.7 ms on this machine's 2 cores (outputs equal to
+    # 5e-5); the service runs without the graph executor's own optimisations (handler/artifact.inference).
+    scripted = torch.jit.freeze(scripted.eval(), preserved_attrs=["decode", "edit", "sample_latent"])
     path = out_dir / ARTIFACT_FILE
     scripted.save(str(path), _extra_files={"config.json": json.dumps(model.config.to_dict())})
     card = {**card, "artifact": {"file": ARTIFACT_FILE, "format": "torchscript", "torch_version": torch.__version__,
