@@ -271,12 +271,13 @@ def edit_response(editor: Editor, work: Ticket, body: EditRequest, images: dict[
     image = require_image(images, work)
     fmt, chosen = output_format(body.format, accept, image.source_format)
     fmt = fit_format(image.rgb, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
+    image_only = store is None and not wants_json(body.response, accept)  # no attributes_after to measure
     started = time.perf_counter()
-    edited, faces = editor.edit(image.rgb, planned, which=body.face, strength=body.strength)
+    edited, faces = editor.edit(image.rgb, planned, which=body.face, strength=body.strength, measure=not image_only)
     metrics.add_metric(name="FacesEdited", unit="Count", value=len(faces))
     metrics.add_metric(name="EditModelMs", unit="Milliseconds", value=(time.perf_counter() - started) * 1000)
     data, content_type = encode_result(edited, fmt, chosen=chosen, alpha=image.alpha, icc_profile=image.icc_profile)
-    if store is None and not wants_json(body.response, accept):
+    if image_only:
         return Response(data, media_type=content_type, headers={"X-Faces-Edited": str(len(faces)),
                                                                 "X-Model-Version": editor.model.version})
     return json_response(EditResponse(

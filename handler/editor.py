@@ -276,7 +276,9 @@ class Editor:
 
     @tracer.capture_method
     def edit(self, rgb: np.ndarray, planned: list[PlannedEdit], *, which: str | int = "largest",
-             strength: float = 1.0) -> tuple[np.ndarray, list[FaceResult]]:
+             strength: float = 1.0, measure: bool = True) -> tuple[np.ndarray, list[FaceResult]]:
+        """The photo with the planned edits pasted in, and per face the attributes before and (with `measure`) after:
+        an answer that is only the image skips re-encoding the edited crops (~4 ms of a 512 px edit with v2)."""
         chosen = self.select(self.find_faces(rgb), which)
         faces = [f for _, f in chosen]
         crops, x = self.preprocess(rgb, faces)
@@ -284,6 +286,8 @@ class Editor:
         after = self.apply(enc.probs, planned, strength)
         residuals, masks = self.residuals(enc.mu, enc.probs, after)
         edited = self.postprocess(rgb, faces, residuals, masks)
+        if not measure:
+            return edited, [FaceResult(i, f, self.catalog.scores(b)) for (i, f), b in zip(chosen, enc.probs)]
         # Measure the result: re-encode the edited crops as the service returns them (mask applied).
         edited_crops = [np.clip(c + r * m[..., None], 0, 255).round().astype(np.uint8)
                         for c, r, m in zip(crops, residuals, masks)]

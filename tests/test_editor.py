@@ -141,3 +141,14 @@ def test_generation_temperature_scales_the_latent_noise(editor):
     assert (a == b).all()
     c, d = editor.generate(editor.plan({"male": 1.0, "smile": 1.0}), count=2, seed=3, size=64)
     assert not (c == d).all()
+
+
+def test_an_edit_without_measuring_returns_the_same_image(editor, astronaut):
+    """Image-only answers skip re-encoding the edited crops; the pixels are the same."""
+    rgb = astronaut
+    planned = editor.plan({"smile": 1.0})
+    measured, faces = editor.edit(rgb, planned)
+    unmeasured, faces_unmeasured = editor.edit(rgb, planned, measure=False)
+    assert (measured == unmeasured).all()
+    assert faces[0].after is not None and faces_unmeasured[0].after is None
+    assert faces_unmeasured[0].before == faces[0].before
