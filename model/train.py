@@ -157,7 +157,8 @@ class Trainer:
         self.rng = np.random.default_rng(s.seed)
         self.state = State()
         self.focus = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
-        unknown = (set(s.focus_weights) - set(EDIT_EVAL_ATTRIBUTES)) | (set(s.colour_attributes or ()) - set(CELEBA_ATTRIBUTES))
+        unknown = ((set(s.focus_weights) - set(EDIT_EVAL_ATTRIBUTES))
+                   | (set(s.colour_attributes or ()) - set(CELEBA_ATTRIBUTES)))
         if unknown:
             raise ValueError(f"focus_weights or colour_attributes name unknown attributes: {sorted(unknown)}")
         self.focus_weights = (torch.tensor([float(s.focus_weights.get(a, 1.0)) for a in EDIT_EVAL_ATTRIBUTES])
