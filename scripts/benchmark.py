@@ -67,7 +67,9 @@ class StageTimer:
         "decode": [("handler.app", "decode_image")],
         "detect": [("handler.faces", "detect_faces")],
         "align": [("handler.faces", "warp_to_crop")],
-        "model": [("handler.editor", "Editor.encode"), ("handler.editor", "Editor.decode")],
+        # decode_edit: an edit's two decodes and mask (it calls neither Editor.decode nor encode, so no double count)
+        "model": [("handler.editor", "Editor.encode"), ("handler.editor", "Editor.decode"),
+                  ("handler.editor", "Editor.decode_edit")],
         "paste": [("handler.faces", "blend_residual")],
         "encode": [("handler.app", "encode_image")],
     }
