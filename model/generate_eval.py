@@ -34,3 +34,12 @@ def generation_accuracy(generate: Generate, judges: dict[str, nn.Module], attrib
             n_faces += len(faces)
     return {"accuracy": {name: h / (2 * per_value) for name, h in hits.items()}, "found_rate": n_found / n_faces,
             "faces": n_faces}
+
+
+def found_in_grey_scene(face: np.ndarray, detect: Callable[[np.ndarray], list]) -> bool:
+    """Whether `detect` (the service's face detector, scene -> faces with .frontal) finds the generated face (S, S, 3)
+    as a frontal face, pasted into a plain grey scene three times its side."""
+    size = face.shape[0]
+    scene = np.full((3 * size, 3 * size, 3), 128, np.uint8)
+    scene[size:2 * size, size:2 * size] = face
+    return any(f.frontal for f in detect(scene))

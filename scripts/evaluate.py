@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E4
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
 from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
-from model.generate_eval import generation_accuracy  # noqa: E402
+from model.generate_eval import found_in_grey_scene, generation_accuracy  # noqa: E402
 from model.grid import save_labelled_grid  # noqa: E402
 from model.judge import JUDGE128_WEIGHTS, JUDGE_WEIGHTS, load_judge  # noqa: E402
 
@@ -88,13 +89,7 @@ def generate(attribute: str, value: float, count: int, seed: int) -> list[np.nda
     return editor.generate(editor.plan({attribute: value}), count=count, seed=seed, size=size)
 
 
-def found_in_scene(face: np.ndarray) -> bool:
-    """Whether the service finds the generated face, pasted into a plain grey scene three times its side."""
-    scene = np.full((3 * size, 3 * size, 3), 128, np.uint8)
-    scene[size:2 * size, size:2 * size] = face
-    return any(f.frontal for f in face_ops.detect_faces(scene, crop_size=size))
-
-
+found_in_scene = partial(found_in_grey_scene, detect=partial(face_ops.detect_faces, crop_size=size))
 generated = generation_accuracy(generate, judges, list(EDIT_EVAL_ATTRIBUTES), found_in_scene,
                                 per_value=args.generate_per_value)
 by_judge = edits["judges"]

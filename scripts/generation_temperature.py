@@ -8,6 +8,7 @@ scripts/evaluate.py measures them), and a strip of eight default faces per tempe
 import argparse
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ from handler import faces as face_ops  # noqa: E402
 from handler.artifact import load_model  # noqa: E402
 from handler.editor import Editor  # noqa: E402
 from model.attributes import EDIT_EVAL_ATTRIBUTES  # noqa: E402
-from model.generate_eval import generation_accuracy  # noqa: E402
+from model.generate_eval import found_in_grey_scene, generation_accuracy  # noqa: E402
 from model.judge import load_judge  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,14 +34,7 @@ args = parser.parse_args()
 loaded = load_model(args.model_dir)
 judges = {name: load_judge(ROOT / "model" / "weights" / f"{name}.pt")[0] for name in ("judge64", "judge128")}
 size = loaded.resolution
-
-
-def found_in_scene(face: np.ndarray) -> bool:
-    """As scripts/evaluate.py: the face pasted into a plain grey scene three times its side."""
-    scene = np.full((3 * size, 3 * size, 3), 128, np.uint8)
-    scene[size:2 * size, size:2 * size] = face
-    return any(f.frontal for f in face_ops.detect_faces(scene, crop_size=size))
-
+found_in_scene = partial(found_in_grey_scene, detect=partial(face_ops.detect_faces, crop_size=size))
 
 strips = []
 for temperature in [float(t) for t in args.temperatures.split(",")]:

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -97,3 +98,21 @@ def test_generation_accuracy_counts_what_the_judges_read_as_asked():
     assert list(result["accuracy"]["a"]) == [1.0, 1.0] and list(result["accuracy"]["b"]) == [1.0, 1.0]
     result = generation_accuracy(contrary, judges, ["Male"], lambda face: face.mean() > 100, per_value=3)
     assert list(result["accuracy"]["a"]) == [0.0] and result["found_rate"] == 0.5
+
+
+def test_generated_faces_are_looked_for_in_the_middle_of_a_grey_scene():
+    from types import SimpleNamespace
+
+    from model.generate_eval import found_in_grey_scene
+
+    seen = []
+
+    def detect(scene):
+        seen.append(scene)
+        return [SimpleNamespace(frontal=scene[40:80, 40:80].mean() == 200)]
+
+    face = np.full((40, 40, 3), 200, np.uint8)
+    assert found_in_grey_scene(face, detect)
+    assert seen[0].shape == (120, 120, 3) and seen[0][0, 0].tolist() == [128, 128, 128]
+    assert not found_in_grey_scene(face, lambda scene: [SimpleNamespace(frontal=False)])
+    assert not found_in_grey_scene(face, lambda scene: [])
