@@ -18,7 +18,9 @@ from handler.imaging import resize_square
 from handler.observability import metrics, tracer
 
 MAX_STRENGTH = 3.0
-CONDITION_LIMIT = 3.0  # |decoder condition| cap; training saw -1 / +1, strength > 1 extrapolates beyond
+# |decoder condition| cap for cards without `condition_limit`. Training saw up to +-2 (the AttGAN-style scaled
+# targets of model/losses.target_condition); the card's calibrated cap lets the service extrapolate past that.
+CONDITION_LIMIT = 3.0
 MASK_FLOOR = 0.05  # learned mask values below this count as "no edit": those pixels come back bit-identical
 BORDER_FEATHER = 0.08  # share of the crop side over which the mask falls to 0 at the crop's edge
 # The paste also covers where D(mu, a') differs from D(mu, a) by more than CHANGE_THRESHOLD (mean over RGB, model
@@ -51,9 +53,9 @@ class FaceResult:
     after: dict[str, float] | None = None
 
 
-def condition(probs: Tensor) -> Tensor:
-    """Presence in [0, 1] (or beyond, for exaggerated edits) -> the decoder's condition, 2p - 1."""
-    return (probs * 2.0 - 1.0).clamp(-CONDITION_LIMIT, CONDITION_LIMIT)
+def condition(probs: Tensor, limit: float = CONDITION_LIMIT) -> Tensor:
+    """Presence in [0, 1] (or beyond, for exaggerated edits) -> the decoder's condition, 2p - 1, capped at +-limit."""
+    return (probs * 2.0 - 1.0).clamp(-limit, limit)
 
 
 def to_model_input(crops: list[np.ndarray]) -> Tensor:
@@ -135,8 +137,10 @@ class Editor:
         self.size = model.resolution
         self.catalog = AttributeCatalog(model.attributes)
         self.max_faces = max_faces
-        # Scales every requested change: calibrated at export so that strength 1 gives a visible edit.
+        # Scales every requested change, and caps how far the decoder's condition may go: both calibrated at export
+        # (scripts/export.py) so that strength 1 gives a visible edit.
         self.edit_gain = float(model.card.get("edit_gain", 1.0))
+        self.condition_limit = float(model.card.get("condition_limit", CONDITION_LIMIT))
         # Model v2 predicts where each edit happens (card: learned_mask); v1 gets the fixed ellipse.
         self.learned_mask = bool(model.card.get("learned_mask", False))
         self.feather = crop_feather(self.size) if self.learned_mask else face_ops.face_mask(self.size)
@@ -237,7 +241,7 @@ class Editor:
     @tracer.capture_method
     def decode(self, mu: Tensor, probs: Tensor) -> Tensor:
         with inference():
-            return self.module.decode(mu, condition(probs))
+            return self.module.decode(mu, condition(probs, self.condition_limit))
 
     def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch, and where the change is pasted:
@@ -256,7 +260,8 @@ class Editor:
     def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """D(mu, a') - D(mu, a) for each face in pixel units, (B, S, S, 3) float32, and where to paste it,
         (B, S, S) float32 in [0, 1]."""
-        base, edited, paste = self.decode_edit(mu, condition(before), condition(after))
+        limit = self.condition_limit
+        base, edited, paste = self.decode_edit(mu, condition(before, limit), condition(after, limit))
         return to_residual(edited - base), paste
 
     @tracer.capture_method

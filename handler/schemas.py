@@ -41,7 +41,8 @@ class EditRequest(ImageRequest):
         ..., description="attribute (CelebA name or alias) -> target presence 0..1, or a change like \"+0.3\"",
         examples=[{"Smiling": 1.0, "Eyeglasses": 1.0}])
     face: FaceChoice = Field("largest", description="\"largest\", \"all\", or a face index from /v1/analyze")
-    strength: float = Field(1.0, ge=0.0, le=3.0, description="scales every change; above 1 exaggerates")
+    strength: float = Field(1.0, ge=0.0, le=3.0,
+                            description="scales every change; above 1 exaggerates, up to the model's condition limit")
     format: Literal["png", "jpeg", "jpg", "webp"] | None = Field(
         None, description="output format; default from Accept, else the input's format (png if it has none)")
     response: Literal["image", "json"] | None = Field(

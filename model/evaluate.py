@@ -1,13 +1,16 @@
-"""Metrics of a trained CVAE on a CelebA split: attribute-head accuracy and reconstruction quality."""
+"""Metrics of a trained CVAE on a CelebA split: attribute-head accuracy and reconstruction quality; and the
+measure behind the service's edit gain and condition limit (read by the model's own head, never the judges)."""
 
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from model.cvae import CVAE, composite, labels_to_condition
+from model.cvae import CVAE, labels_to_condition
 from model.data import CelebASplit, to_tensor_batch
+from model.edit_eval import Edit, EditSettings, evaluate_edits
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -58,32 +61,46 @@ def reconstruction_and_attribute_metrics(model: CVAE, split: CelebASplit, batch_
     }
 
 
+class OwnHead(nn.Module):
+    """The model's own attribute head as a reader of edited images (the `judges` interface of model/edit_eval)."""
+
+    def __init__(self, model: CVAE):
+        super().__init__()
+        self.model = model
+        self.resolution = model.config.image_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.encode(x)[2]
 
 
-# The service caps the decoder's condition at this magnitude (CONDITION_LIMIT in handler/editor.py, which cannot
-# import model/); calibration must apply the same cap to measure what the service does.
-SERVICE_CONDITION_LIMIT = 3.0
+@dataclass(frozen=True)
+class EditSetting:
+    gain: float  # the card's edit_gain
+    condition_limit: float  # the card's condition_limit
+    flip_rate: float = float("nan")  # mean over the attributes: the own head reads the asked value
+    preservation_error: float = float("nan")  # mean over the attributes: other attributes' readings changed
 
 
-@torch.inference_mode()
-def edit_flip_rate(model: CVAE, split: CelebASplit, attribute_indices: list[int], gain: float,
-                   batch_size: int = 256) -> dict[int, float]:
-    """Share of single-attribute edits that the model's own attribute head sees flipped, measured on the masked
-    edit the service applies (x + M * (D(mu, a') - D(mu, a))), with a = the head's prediction and
-    a' = a + gain * (target - a). Used to calibrate the service's edit gain; the independent judges of the
-    AttGAN/STGAN protocol are a separate, stricter measurement and are never used for it."""
-    model.eval()
-    hits = {i: 0 for i in attribute_indices}
-    for start in range(0, len(split), batch_size):
-        x = to_tensor_batch(split.images[start:start + batch_size])
-        mu, _, logits = model.encode(x)
-        probs = torch.sigmoid(logits)
-        for i in attribute_indices:
-            present = probs[:, i] > 0.5
-            edited = probs.clone()
-            edited[:, i] = probs[:, i] + gain * ((~present).float() - probs[:, i])
-            target = labels_to_condition(edited).clamp(-SERVICE_CONDITION_LIMIT, SERVICE_CONDITION_LIMIT)
-            out = composite(x, *model.edit(mu, labels_to_condition(probs), target)).clamp(-1, 1)
-            _, _, new_logits = model.encode(out)
-            hits[i] += int(((new_logits[:, i] > 0) != present).sum())
-    return {i: h / len(split) for i, h in hits.items()}
+def measure_edit_setting(model: CVAE, edit: Edit, split: CelebASplit, attributes: list[int], gain: float,
+                         condition_limit: float) -> EditSetting:
+    """The 13-attribute protocol of model/edit_eval at strength 1, on the service's output (`edit` returns its paste
+    mask), read by the model's own head. For calibrating the service's gain and condition limit: the independent
+    judges are a separate, stricter measurement and are never used for it."""
+    settings = EditSettings(gain=gain, strength=1.0, condition_limit=condition_limit)
+    own = evaluate_edits(model.encode, edit, {"own": OwnHead(model.eval())}, split, attributes, settings,
+                         grid_rows=1)["judges"]["own"]
+    return EditSetting(gain, condition_limit, round(float(own["edit_accuracy"].mean()), 4),
+                       round(float(own["preservation_error"].mean()), 4))
+
+
+def choose_edit_setting(measured: list[EditSetting], target_flip_rate: float,
+                        max_preservation_error: float) -> EditSetting:
+    """`measured` runs from the mildest setting to the strongest. Among those that keep the preservation error
+    within its bound: the first reaching the target flip rate or, when none does, the first within 0.02 of the
+    best (past that knee a stronger setting only exaggerates the edits that already work). None within the bound:
+    the mildest."""
+    kept = [m for m in measured if m.preservation_error <= max_preservation_error]
+    if not kept:
+        return measured[0]
+    goal = min(target_flip_rate, max(m.flip_rate for m in kept) - 0.02)
+    return next(m for m in kept if m.flip_rate >= goal)

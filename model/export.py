@@ -4,16 +4,62 @@ This module and `handler/artifact.py` (the loader) are the only places that know
 moving to torch.export or ONNX later changes these two files.
 """
 
+import copy
 import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.cvae import CVAE, Decoder, Encoder, MaskHead
+from model.cvae import CVAE, Decoder, Encoder, MaskHead, _Up
 
 ARTIFACT_FILE = "cvae.torchscript.pt"
 CARD_FILE = "model_card.json"
+
+
+# Nearest x2 then a 3x3 conv reads each low-resolution pixel through 2 of the 3 kernel taps per axis, depending on
+# the output pixel's phase (even or odd): row 2i reads input rows i-1 (tap 0) and i (taps 1+2), row 2i+1 reads
+# rows i (taps 0+1) and i+1 (tap 2). PHASE_TAPS[p] sums the 3 taps into those 2.
+PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # (phase, 2, 3)
+
+
+class SubpixelUp(nn.Module):
+    """A decoder stage (model.cvae._Up: x2 nearest resize, 3x3 conv, BatchNorm, LeakyReLU) in an equal form that
+    never builds the resized input: one 2x2 conv over the low-resolution input (padded by 1) gives all four output
+    phases as channel groups, each phase takes its window, and a pixel shuffle interleaves them. 16/36 of the
+    multiply-adds, and no 4x copy of the input (on 2 cores the 8-64 px stages ran 2-4x faster)."""
+
+    def __init__(self, up: _Up):
+        super().__init__()
+        norm = up.norm
+        scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+        weight = up.conv.weight.detach() * scale[:, None, None, None]  # BatchNorm folded: (C_out, C_in, 3, 3)
+        bias = norm.bias.detach() - norm.running_mean * scale
+        # (C_out, phase_y, phase_x, C_in, 2, 2), then channel c * 4 + phase_y * 2 + phase_x as pixel_shuffle expects
+        kernels = torch.einsum("yak,xbl,oikl->oyxiab", PHASE_TAPS, PHASE_TAPS, weight)
+        c_out, c_in = weight.shape[:2]
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 2, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(kernels.reshape(4 * c_out, c_in, 2, 2))
+            self.conv.bias.copy_(bias.repeat_interleave(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        o = F.leaky_relu(self.conv(x), 0.2)  # (B, 4 C, H + 1, W + 1): output (i, j) of phase (y, x) at (i + y, j + x)
+        c = o.shape[1] // 4
+        o = o.view(b, c, 2, 2, h + 1, w + 1)
+        phases = torch.stack([o[:, :, 0, 0, :h, :w], o[:, :, 0, 1, :h, 1:], o[:, :, 1, 0, 1:, :w],
+                              o[:, :, 1, 1, 1:, 1:]], dim=2)  # (B, C, 4, H, W)
+        return F.pixel_shuffle(phases.reshape(b, 4 * c, h, w), 2)
+
+
+def serving_decoder(decoder: Decoder) -> Decoder:
+    """A copy of an eval-mode decoder with every stage as its SubpixelUp equal; the original is left as it is."""
+    served = copy.deepcopy(decoder)
+    for i, stage in enumerate(served.stages):
+        served.stages[i] = SubpixelUp(stage)
+    return served
 
 
 class ServingCVAE(nn.Module):
@@ -68,8 +114,8 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
     dim = model.config.latent_dim
     mean, scale = latent_prior if latent_prior is not None else (torch.zeros(dim), torch.eye(dim))
     model = model.to(memory_format=torch.contiguous_format)
-    scripted = torch.jit.script(ServingCVAE(model.encoder, model.decoder, model.mask_head, mean.float(),
-                                            scale.float()))
+    serving = ServingCVAE(model.encoder, serving_decoder(model.decoder), model.mask_head, mean.float(), scale.float())
+    scripted = torch.jit.script(serving)
     # Frozen: weights become constants and BatchNorm is folded into the convolutions. The 128 px decoder's edit
     # (two decodes and the mask) took 12.6 ms frozen against 19.7 ms on this machine's 2 cores (outputs equal to
     # 5e-5); the service runs without the graph executor's own optimisations (handler/artifact.inference).

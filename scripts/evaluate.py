@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
 from handler import faces as face_ops  # noqa: E402
-from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
+from handler.editor import Editor  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
@@ -64,9 +64,8 @@ for name, path in (("judge64", args.judge), ("judge128", args.judge128)):
 size = loaded.resolution
 test = load_split(args.data_dir, args.split, size=size, cache_dir=args.cache_dir, limit=args.limit)
 indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
-settings = EditSettings(gain=float(loaded.card.get("edit_gain", 1.0)), strength=args.strength,
-                        condition_limit=CONDITION_LIMIT)
 editor = Editor(loaded)  # decodes edits and their paste weights exactly as the service does
+settings = EditSettings(gain=editor.edit_gain, strength=args.strength, condition_limit=editor.condition_limit)
 
 
 class Served:
@@ -140,6 +139,7 @@ metrics = {
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
     "edit_strength": args.strength,
     "edit_gain": settings.gain,
+    "condition_limit": settings.condition_limit,
 }
 
 
@@ -178,8 +178,9 @@ rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics[
 (out / "edit_eval.md").write_text(
     f"# Edit quality of {report['model_version']}\n\n"
     f"CelebA {args.split} split, {len(test)} faces, {size}x{size}, strength {args.strength} (edit gain "
-    f"{settings.gain}). Judges' own accuracy on these faces over 40 attributes: judge64 "
-    f"{metrics['judge_accuracy_mean_40']:.3f}, judge128 {metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
+    f"{settings.gain}, condition limit {settings.condition_limit}). Judges' own accuracy on these faces over 40 "
+    f"attributes: judge64 {metrics['judge_accuracy_mean_40']:.3f}, judge128 "
+    f"{metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
     f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "
     f"{metrics['attribute_accuracy_mean']:.3f} over 40. New faces ({generated['faces']}, one attribute asked on "
     f"or off): read as asked {metrics['generate_accuracy_mean']:.3f} (judge64) / "

@@ -33,6 +33,21 @@ def test_a_model_trained_on_another_crop_is_refused(editor):
         Editor(replace(editor.model, card={**editor.model.card, "crop": {"box_ltrb": [0, 0, 178, 218]}}))
 
 
+def test_the_card_sets_how_far_the_decoder_condition_may_go(editor, monkeypatch):
+    """The card's condition_limit caps the decoder's condition (older cards: 3); the edit is decoded with it."""
+    from dataclasses import replace
+
+    assert editor.condition_limit == 3.0  # this card has none
+    wider = Editor(replace(editor.model, card={**editor.model.card, "condition_limit": 5.0}))
+    assert wider.condition_limit == 5.0
+    seen = []
+    zero = torch.zeros(1, 3, 64, 64)
+    monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None))
+    probs = torch.full((1, 40), 0.1)
+    wider.residuals(torch.zeros(1, 8), probs, wider.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=3.0))
+    assert seen[0][0, SMILING].item() == pytest.approx(5.0)  # 2 * (0.1 + 2 * 3 * 0.9) - 1 = 10.9, capped
+
+
 def test_plan_resolves_aliases_inversions_and_deltas(editor):
     assert editor.plan({"smile": 1.0}) == [PlannedEdit(SMILING, 1.0, False)]
     assert editor.plan({"Beard": 1.0}) == [PlannedEdit(NO_BEARD, 0.0, False)]  # beard = not No_Beard

@@ -10,8 +10,8 @@ from model.attribute_rules import HAIR_COLOURS, flip
 from model.attributes import CELEBA_ATTRIBUTES, COLOUR_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES, NUM_ATTRIBUTES
 from model.classifier import freeze
 from model.critic import Critic, CriticConfig, translate
-from model.cvae import CVAE, CVAEConfig, LatentAdversary, composite, labels_to_condition
-from model.export import ARTIFACT_FILE, CARD_FILE, export_torchscript, fit_latent_prior
+from model.cvae import CVAE, CVAEConfig, LatentAdversary, _Up, composite, labels_to_condition
+from model.export import ARTIFACT_FILE, CARD_FILE, SubpixelUp, export_torchscript, fit_latent_prior, serving_decoder
 from model.losses import (adversary_loss, changed_patch_weights, chroma_penalty, critic_hinge_loss, edit_targets,
                           generator_hinge_loss, latent_confusion_loss, mask_penalties, target_condition)
 from model.train import Trainer, TrainSettings
@@ -198,6 +198,29 @@ def test_torchscript_round_trip_matches_eager(model, tmp_path):
         torch.testing.assert_close(loaded.module.sample_latent(eps), eps)  # without a fitted prior: N(0, I)
 
 
+@pytest.mark.parametrize("side", [1, 4, 7])
+def test_subpixel_stage_equals_resize_then_conv(side):
+    """The exported decoder's stages skip the x2 resize; with trained-looking BatchNorm statistics (not the fresh
+    0 / 1) the output is the same, at every size and for odd sides."""
+    torch.manual_seed(side)
+    up = _Up(5, 3)
+    with torch.no_grad():
+        up.norm.running_mean.uniform_(-1, 1)
+        up.norm.running_var.uniform_(0.5, 2)
+        up.norm.weight.uniform_(0.5, 1.5)
+        up.norm.bias.uniform_(-0.5, 0.5)
+    up.eval()
+    x = torch.randn(2, 5, side, side + 1)
+    with torch.no_grad():
+        torch.testing.assert_close(SubpixelUp(up)(x), up(x))
+
+
+def test_serving_decoder_leaves_the_trained_decoder_as_it_was(model):
+    served = serving_decoder(model.decoder)
+    assert all(isinstance(s, SubpixelUp) for s in served.stages)
+    assert not any(isinstance(s, SubpixelUp) for s in model.decoder.stages)
+
+
 def test_latent_prior_is_fitted_to_real_latents_and_exported(model, tmp_path):
     """New faces are drawn from a Gaussian fitted to the encoder's latents of faces, not from N(0, I)."""
     x = torch.rand(64, 3, SIZE, SIZE) * 2 - 1
@@ -240,3 +263,13 @@ def test_unknown_focus_or_colour_attributes_are_refused():
         Trainer(TrainSettings(model=CONFIG.to_dict(), focus_weights={"Smiling": 2.0}), torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown attributes"):
         Trainer(TrainSettings(model=CONFIG.to_dict(), colour_attributes=["Purple_Hair"]), torch.device("cpu"))
+
+
+def test_choose_edit_setting_takes_the_mildest_near_the_best_within_the_preservation_bound():
+    from model.evaluate import EditSetting, choose_edit_setting
+    measured = [EditSetting(2, 3, 0.60, 0.05), EditSetting(3, 4, 0.66, 0.06), EditSetting(4, 5, 0.67, 0.08),
+                EditSetting(5, 6, 0.75, 0.13)]
+    assert choose_edit_setting(measured, 0.8, 0.10) == measured[1]  # 5:6 changes too much else; 3:4 is near 4:5
+    assert choose_edit_setting(measured, 0.65, 0.10) == measured[1]  # the first reaching the target
+    assert choose_edit_setting(measured, 0.8, 0.20) == measured[3]
+    assert choose_edit_setting(measured, 0.8, 0.01) == measured[0]  # nothing within the bound: the mildest

@@ -62,9 +62,11 @@ def test_train_checkpoints_resumes_and_exports(tmp_path):
 
     run([sys.executable, "scripts/export.py", "--checkpoint", str(warm), "--out-dir", str(tmp_path / "artifact"),
          "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
-         "--calibration-images", "16", "--prior-images", "64", "--gains", "1,2"])
+         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3,2:4"])
     card = json.loads((tmp_path / "artifact" / "model_card.json").read_text())
-    assert card["learned_mask"] is True and card["edit_gain"] in (1.0, 2.0)
+    assert card["learned_mask"] is True
+    assert (card["edit_gain"], card["condition_limit"]) in ((1.0, 3.0), (2.0, 4.0))
+    assert [s["gain"] for s in card["edit_gain_calibration"]["settings"]] == [1.0, 2.0]
     assert len(card["training"]["segments"]) == 3 and "--resume" in card["training"]["resume"]
     loaded = load_model(tmp_path / "artifact")
     assert loaded.version == card["version"] and loaded.resolution == 128
