@@ -118,7 +118,9 @@ def export_torchscript(model: CVAE, out_dir: str | Path, card: dict,
     scripted = torch.jit.script(serving)
     # Frozen: weights become constants and BatchNorm is folded into the convolutions. The 128 px decoder's edit
     # (two decodes and the mask) took 12.6 ms frozen against 19.7 ms on this machine's 2 cores (outputs equal to
-    # 5e-5); the service runs without the graph executor's own optimisations (handler/artifact.inference).
+    # 5e-5); with the SubpixelUp stages the model stage of a 512 px /v1/edit fell from ~22 to ~17.4 ms
+    # (scripts/benchmark.py, README "Performance"). The service runs without the graph executor's own
+    # optimisations (handler/artifact.inference).
     scripted = torch.jit.freeze(scripted.eval(), preserved_attrs=["decode", "edit", "sample_latent"])
     path = out_dir / ARTIFACT_FILE
     scripted.save(str(path), _extra_files={"config.json": json.dumps(model.config.to_dict())})
