@@ -46,12 +46,14 @@ def edit_targets(labels01: Tensor, focus: list[int], editable: list[int], *, foc
     return torch.where(use_shuffled, shuffled, single)
 
 
-def target_condition(labels01: Tensor, target01: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """The decoder's condition for the edit: changed entries moved a random 0.5-1.5 of the way from the source to
-    the target (AttGAN's thres_int sampling), so that the service's strengths around 1, and a little past it, are
-    edits the decoder has seen. Unchanged entries stay at +-1."""
+def target_condition(labels01: Tensor, target01: Tensor, generator: torch.Generator | None = None,
+                     scale_range: tuple[float, float] = (0.5, 1.5)) -> Tensor:
+    """The decoder's condition for the edit: changed entries moved a random share in `scale_range` of the way from
+    the source to the target (AttGAN's thres_int sampling; one share per image), so that the conditions the service
+    sends are edits the decoder has seen. Unchanged entries stay at +-1."""
+    low, high = scale_range
     source, target = labels01 * 2 - 1, target01 * 2 - 1
-    scale = 0.5 + torch.rand(labels01.shape[0], 1, generator=generator).to(labels01.device)
+    scale = low + (high - low) * torch.rand(labels01.shape[0], 1, generator=generator).to(labels01.device)
     return source + scale * (target - source)
 
 

@@ -81,6 +81,10 @@ class TrainSettings:
     # Relative odds of each of the 13 among those flips (missing ones: 1), for the attributes that lag
     focus_weights: dict[str, float] = field(default_factory=dict)
     shuffle_share: float = 0.3  # AttGAN shuffled-label targets
+    # Share of the way from source to target the edit's changed entries move (model.losses.target_condition). The
+    # service's calibrated gain sends up to 3 of the way (gain 4, condition limit 5: a flip from -1 capped at 5), far
+    # past the 0.5-1.5 that segments 1-21 trained on, and there its edits grew streaks (README, segment 22).
+    target_scale: tuple[float, float] = (0.5, 1.5)
     seed: int = 0
     log_every: int = 50
     checkpoint_minutes: float = 15.0
@@ -325,7 +329,8 @@ class Trainer:
         s = self.settings
         target = edit_targets(labels.cpu(), self.focus, self.editable, focus_share=s.focus_share,
                               shuffle_share=s.shuffle_share, focus_weights=self.focus_weights).to(self.device)
-        cond, cond_target = labels_to_condition(labels), target_condition(labels.cpu(), target.cpu()).to(self.device)
+        cond, cond_target = labels_to_condition(labels), target_condition(labels.cpu(), target.cpu(),
+                                                                 scale_range=tuple(s.target_scale)).to(self.device)
 
         mu, logvar, head_logits = self._forward(self.model.encode, x)
         self._track_latents(mu.detach())

@@ -105,6 +105,8 @@ def test_target_condition_moves_changed_entries_only():
     assert torch.equal(cond[same], labels_to_condition(labels)[same])
     moved = (cond - labels_to_condition(labels))[~same].abs()
     assert (moved >= 1.0 - 1e-6).all() and (moved <= 3.0 + 1e-6).all()  # 0.5..1.5 of a change of 2
+    far = (target_condition(labels, target, scale_range=(2.0, 3.0)) - labels_to_condition(labels))[~same].abs()
+    assert (far >= 4.0 - 1e-6).all() and (far <= 6.0 + 1e-6).all()  # the service's gain-4 conditions reach 6
 
 
 def test_a_step_with_the_classifier_and_segment_4_losses_trains_the_generator_only():
