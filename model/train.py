@@ -83,7 +83,7 @@ class TrainSettings:
     shuffle_share: float = 0.3  # AttGAN shuffled-label targets
     # Share of the way from source to target the edit's changed entries move (model.losses.target_condition). The
     # service's calibrated gain sends up to 3 of the way (gain 4, condition limit 5: a flip from -1 capped at 5), far
-    # past the 0.5-1.5 that segments 1-21 trained on, and there its edits grew streaks (README, segment 22).
+    # past the 0.5-1.5 that segments 1-21 trained on, where its edits grew streaks and casts (README, chain row 22).
     target_scale: tuple[float, float] = (0.5, 1.5)
     seed: int = 0
     log_every: int = 50
