@@ -329,8 +329,8 @@ class Trainer:
         s = self.settings
         target = edit_targets(labels.cpu(), self.focus, self.editable, focus_share=s.focus_share,
                               shuffle_share=s.shuffle_share, focus_weights=self.focus_weights).to(self.device)
-        cond, cond_target = labels_to_condition(labels), target_condition(labels.cpu(), target.cpu(),
-                                                                 scale_range=tuple(s.target_scale)).to(self.device)
+        cond = labels_to_condition(labels)
+        cond_target = target_condition(labels.cpu(), target.cpu(), scale_range=tuple(s.target_scale)).to(self.device)
 
         mu, logvar, head_logits = self._forward(self.model.encode, x)
         self._track_latents(mu.detach())
