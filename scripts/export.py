@@ -32,9 +32,9 @@ parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "celeba12
 parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "face-interpolator" / "data"),
                     help="decoded image cache")
 parser.add_argument("--limit", type=int, help="evaluate on the first N test images only")
-# 5:6 was tried on step 34,023 (256 val faces): the own head read it more often still (0.756 against 0.729 for 4:5,
-# preservation 0.090), but blond tinted whole faces yellow-green and "female" washed the skin out in patches, so it
-# is not offered.
+# 5:6 is not offered by default: on step 34,023 (256 val faces) blond tinted whole faces yellow-green and "female"
+# washed the skin out in patches. Step 46,604 (decoder trained up to 3 of the way, as 4:5 sends a flip) was offered
+# it with --edit-settings 2:3,3:4,4:5,5:6, and the rule kept 4:5 (5:6's preservation error 0.100 on 512 val faces).
 parser.add_argument("--edit-settings", default="2:3,3:4,4:5",
                     help="edit gain:condition limit pairs to try, mildest first (see --target-flip-rate)")
 parser.add_argument("--target-flip-rate", type=float, default=0.8,
