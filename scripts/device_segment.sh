@@ -21,14 +21,15 @@ lines = [l for l in sys.stdin.read().splitlines() if l.split()[0] in have]
 open(sys.argv[1] + '/list_eval_partition.txt', 'w').write('\n'.join(lines) + '\n')
 print(len(lines), 'images staged,', sum(l.split()[1] == '0' for l in lines), 'for training')" $D
 W=/root/warm/warm.pt  # outside $OUT, which is emptied before every call
-mkdir -p /root/warm
-[ -f /root/run/checkpoint.pt ] || cp "$CHUNK/warm.pt" $W  # a further call resumes from the exact checkpoint
+RUN=/root/run  # checkpoints and previews, kept while the machine stays warm
+mkdir -p "$(dirname $W)"
+[ -f $RUN/checkpoint.pt ] || cp "$CHUNK/warm.pt" $W  # a further call resumes from the exact checkpoint
 export PYTHONUNBUFFERED=1
 # The segment ends itself after MINUTES; the guard sends SIGTERM (checkpoint, then warm start) if start-up ran long.
 timeout -s TERM $(python3 -c "print(int(float('$MINUTES') * 60 + 90))") python3 scripts/train.py --config "$CONFIG" \
-  --resume --data-dir $D --cache-dir /root/cache --out-dir /root/run --warm-start-out $W \
+  --resume --data-dir $D --cache-dir /root/cache --out-dir $RUN --warm-start-out $W \
   --segment-minutes "$MINUTES" --preview-every 500 --log-every 100 2>&1 | tee $OUT/train.log
-for f in $(ls /root/run/preview_*.png | tail -3); do cp "$f" $OUT/; done
+for f in $(ls $RUN/preview_*.png | tail -3); do cp "$f" $OUT/; done
 split -b 15000000 -d $W $OUT/warm.pt.part
-cp /root/warm/warm.json $OUT/
+cp "${W%.pt}.json" $OUT/  # the sidecar train.py writes beside the warm start
 md5sum $W
