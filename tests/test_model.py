@@ -87,6 +87,21 @@ def test_a_training_step_gives_finite_losses():
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
+def test_bfloat16_autocast_only_where_native_and_its_outputs_come_back_float32(monkeypatch):
+    import model.train as train_module
+
+    settings = TrainSettings(model=CONFIG.to_dict(), critic={"channels": [8, 16, 16, 32]}, autocast_bf16=True)
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)  # an AVX2-only CPU: emulated, ~25x slower
+    assert not Trainer(settings, device=torch.device("cpu")).use_bf16
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    trainer = Trainer(settings, device=torch.device("cpu"))
+    assert trainer.use_bf16
+    x, labels = batch(4)
+    mu, logvar, logits = trainer._forward(trainer.model.encode, x)
+    assert mu.dtype == logvar.dtype == logits.dtype == torch.float32
+    assert isinstance(train_module.native_bf16(torch.device("cpu")), bool)
+
+
 def test_edit_targets_mix_single_flips_and_shuffled_labels():
     _, labels = batch(64)
     flipped = flip_some(labels)

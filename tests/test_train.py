@@ -128,7 +128,7 @@ def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path
 def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
     import signal
 
-    # also runs the bfloat16 autocast path and the critic on decodes of new latents
+    # also asks for bfloat16 autocast (taken only where the hardware has it) and the critic on decodes of new latents
     config = write_config(tmp_path, steps=10_000, autocast_bf16=True, prior_realism_weight=0.5)
     warm = tmp_path / "warm.pt"
     proc = subprocess.Popen([sys.executable, "scripts/train.py", "--config", str(config), "--warm-start-out",
