@@ -53,9 +53,26 @@ class FaceResult:
     after: dict[str, float] | None = None
 
 
-def condition(probs: Tensor, limit: float = CONDITION_LIMIT) -> Tensor:
-    """Presence in [0, 1] (or beyond, for exaggerated edits) -> the decoder's condition, 2p - 1, capped at +-limit."""
+def condition(probs: Tensor, limit: float | Tensor = CONDITION_LIMIT) -> Tensor:
+    """Presence (B, A) in [0, 1] (or beyond, for exaggerated edits) -> the decoder's condition, 2p - 1, capped at
+    +-limit (a number, or (A,): each attribute's)."""
     return (probs * 2.0 - 1.0).clamp(-limit, limit)
+
+
+def edit_settings(card: dict, names: list[str]) -> tuple[Tensor, Tensor]:
+    """Each attribute's edit gain and condition limit, (A,) each: the card's edit_gain and condition_limit, or the
+    attribute's own where edit_settings_by_attribute calibrated one (scripts/export.py)."""
+    gain = float(card.get("edit_gain", 1.0))
+    limit = float(card.get("condition_limit", CONDITION_LIMIT))
+    own = card.get("edit_settings_by_attribute") or {}
+    unknown = sorted(set(own) - set(names))
+    if unknown:
+        raise ArtifactError(f"model card: edit_settings_by_attribute names unknown attributes {unknown}")
+    gains = torch.tensor([float(own.get(n, {}).get("gain", gain)) for n in names])
+    limits = torch.tensor([float(own.get(n, {}).get("condition_limit", limit)) for n in names])
+    if not (gains > 0).all() or not (limits >= 1).all():
+        raise ArtifactError("model card: edit gains must be positive and condition limits at least 1")
+    return gains, limits
 
 
 def to_model_input(crops: list[np.ndarray]) -> Tensor:
@@ -137,10 +154,9 @@ class Editor:
         self.size = model.resolution
         self.catalog = AttributeCatalog(model.attributes)
         self.max_faces = max_faces
-        # Scales every requested change, and caps how far the decoder's condition may go: both calibrated at export
-        # (scripts/export.py) so that strength 1 gives a visible edit.
-        self.edit_gain = float(model.card.get("edit_gain", 1.0))
-        self.condition_limit = float(model.card.get("condition_limit", CONDITION_LIMIT))
+        # Scales every requested change, and caps how far the decoder's condition may go, per attribute (A,): both
+        # calibrated at export (scripts/export.py) so that strength 1 gives a visible edit.
+        self.edit_gain, self.condition_limit = edit_settings(model.card, model.attributes)
         # Model v2 predicts where each edit happens (card: learned_mask); v1 gets the fixed ellipse.
         self.learned_mask = bool(model.card.get("learned_mask", False))
         self.feather = crop_feather(self.size) if self.learned_mask else face_ops.face_mask(self.size)
@@ -228,14 +244,14 @@ class Editor:
 
     def apply(self, probs: Tensor, planned: list[PlannedEdit], strength: float) -> Tensor:
         """a' = a + g * strength * (target - a) for targets, a + g * strength * delta for changes, with g the
-        model card's edit gain."""
+        attribute's edit gain from the model card."""
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise InvalidRequest(f"strength must be in [0, {MAX_STRENGTH}], got {strength}",
                                  valid_range=[0.0, MAX_STRENGTH])
         edited = probs.clone()
         for p in planned:
             change = p.value if p.is_delta else p.value - probs[:, p.index]
-            edited[:, p.index] = probs[:, p.index] + self.edit_gain * strength * change
+            edited[:, p.index] = probs[:, p.index] + self.edit_gain[p.index] * strength * change
         return edited
 
     @tracer.capture_method

@@ -25,24 +25,34 @@ Edit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class EditSettings:
-    gain: float  # the model card's edit gain
+    # The model card's edit gain and the service's cap on |condition|: one number for every attribute, or a (40,)
+    # tensor of each attribute's own (the card's edit_settings_by_attribute).
+    gain: float | Tensor
     strength: float  # the API's default strength
-    condition_limit: float  # the service's cap on |condition|
+    condition_limit: float | Tensor
+
+
+def at_attribute(value: float | Tensor, attribute: int) -> float | Tensor:
+    """One attribute's entry of a per-attribute setting (a plain number is every attribute's)."""
+    return value[attribute] if isinstance(value, Tensor) else value
 
 
 def requested_presence(probs: Tensor, attribute: int, target: Tensor, settings: EditSettings) -> Tensor:
     """The decoder's presence input for "set `attribute` to `target`", as handler/editor.py plans and applies it:
     a' = a + gain * strength * (target - a), and turning an attribute on also asks for what it excludes to be off."""
-    step = settings.gain * settings.strength
+    def step(i: int) -> float | Tensor:
+        return at_attribute(settings.gain, i) * settings.strength
+
     edited = probs.clone()
-    edited[:, attribute] = probs[:, attribute] + step * (target - probs[:, attribute])
+    edited[:, attribute] = probs[:, attribute] + step(attribute) * (target - probs[:, attribute])
     on = target > 0.5
     for other in EXCLUSION_INDICES.get(attribute, ()):
-        edited[on, other] = probs[on, other] - step * probs[on, other]
+        edited[on, other] = probs[on, other] - step(other) * probs[on, other]
     return edited
 
 
-def condition(presence: Tensor, limit: float) -> Tensor:
+def condition(presence: Tensor, limit: float | Tensor) -> Tensor:
+    """(B, A) presence -> decoder condition 2p - 1, capped at +-limit (a number, or (A,) per attribute)."""
     return (presence * 2 - 1).clamp(-limit, limit)
 
 

@@ -79,6 +79,9 @@ class EditSetting:
     condition_limit: float  # the card's condition_limit
     flip_rate: float = float("nan")  # mean over the attributes: the own head reads the asked value
     preservation_error: float = float("nan")  # mean over the attributes: other attributes' readings changed
+    # the same two per evaluated attribute, in the order measured
+    flip_rate_by_attribute: tuple[float, ...] = ()
+    preservation_error_by_attribute: tuple[float, ...] = ()
 
 
 def measure_edit_setting(model: CVAE, edit: Edit, split: CelebASplit, attributes: list[int], gain: float,
@@ -90,7 +93,9 @@ def measure_edit_setting(model: CVAE, edit: Edit, split: CelebASplit, attributes
     own = evaluate_edits(model.encode, edit, {"own": OwnHead(model.eval())}, split, attributes, settings,
                          grid_rows=1)["judges"]["own"]
     return EditSetting(gain, condition_limit, round(float(own["edit_accuracy"].mean()), 4),
-                       round(float(own["preservation_error"].mean()), 4))
+                       round(float(own["preservation_error"].mean()), 4),
+                       tuple(round(float(v), 4) for v in own["edit_accuracy"]),
+                       tuple(round(float(v), 4) for v in own["preservation_error"]))
 
 
 def choose_edit_setting(measured: list[EditSetting], target_flip_rate: float,
@@ -104,3 +109,16 @@ def choose_edit_setting(measured: list[EditSetting], target_flip_rate: float,
         return measured[0]
     goal = min(target_flip_rate, max(m.flip_rate for m in kept) - 0.02)
     return next(m for m in kept if m.flip_rate >= goal)
+
+
+def choose_edit_settings_by_attribute(measured: list[EditSetting], names: list[str], target_flip_rate: float,
+                                      max_preservation_error: float) -> dict[str, EditSetting]:
+    """choose_edit_setting for each evaluated attribute on its own flip rate and preservation error (`names` in
+    the order measured): an attribute the decoder changes readily gets a milder setting, one it under-draws a
+    stronger one, each only as far as the own head still sees more of the edit."""
+    chosen = {}
+    for k, name in enumerate(names):
+        alone = [EditSetting(m.gain, m.condition_limit, m.flip_rate_by_attribute[k],
+                             m.preservation_error_by_attribute[k]) for m in measured]
+        chosen[name] = choose_edit_setting(alone, target_flip_rate, max_preservation_error)
+    return chosen

@@ -138,8 +138,9 @@ metrics = {
     "ssim": recon["ssim"],
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
     "edit_strength": args.strength,
-    "edit_gain": settings.gain,
-    "condition_limit": settings.condition_limit,
+    "edit_gain": loaded.card.get("edit_gain", 1.0),
+    "condition_limit": loaded.card.get("condition_limit"),
+    "edit_settings_by_attribute": loaded.card.get("edit_settings_by_attribute", {}),
 }
 
 
@@ -175,10 +176,20 @@ rows.append(f"| **mean** | **{metrics['edit_accuracy_mean']:.3f}** | **{metrics[
             f"| {metrics['edit_accuracy_mean_raw']:.3f} / {metrics['edit_accuracy_mean_raw_judge128']:.3f} "
             f"| {metrics['preservation_error']:.3f} / {metrics['preservation_error_judge128']:.3f} "
             f"| {metrics['judge_accuracy_mean_13']:.3f} / {metrics['judge128_accuracy_mean_13']:.3f} |")
+
+
+def by_attribute_note() -> str:
+    own = metrics["edit_settings_by_attribute"]
+    if not own:
+        return ""
+    return "; per attribute, gain:limit " + ", ".join(f"{a} {v['gain']:g}:{v['condition_limit']:g}"
+                                                      for a, v in own.items())
+
+
 (out / "edit_eval.md").write_text(
     f"# Edit quality of {report['model_version']}\n\n"
     f"CelebA {args.split} split, {len(test)} faces, {size}x{size}, strength {args.strength} (edit gain "
-    f"{settings.gain}, condition limit {settings.condition_limit}). Judges' own accuracy on these faces over 40 "
+    f"{metrics['edit_gain']}, condition limit {metrics['condition_limit']}{by_attribute_note()}). Judges' own accuracy on these faces over 40 "
     f"attributes: judge64 {metrics['judge_accuracy_mean_40']:.3f}, judge128 "
     f"{metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
     f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "

@@ -21,7 +21,8 @@ import torch  # noqa: E402
 from handler.editor import change_masks, crop_feather, paste_masks  # noqa: E402  (the service's paste mask)
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
-from model.evaluate import choose_edit_setting, measure_edit_setting, reconstruction_and_attribute_metrics  # noqa: E402
+from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute, measure_edit_setting,  # noqa: E402
+                            reconstruction_and_attribute_metrics)
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +44,10 @@ parser.add_argument("--target-flip-rate", type=float, default=0.8,
                          "this often (or, if none does, the first within 0.02 of the best)")
 parser.add_argument("--max-preservation-error", type=float, default=0.10,
                     help="skip settings that change the own head's reading of the other attributes more often")
+parser.add_argument("--by-attribute", action="store_true",
+                    help="also choose a setting for each of the 13 evaluated attributes by the same rule on its own "
+                         "flip rate and preservation error (card: edit_settings_by_attribute); the others keep the "
+                         "one chosen for all")
 parser.add_argument("--calibration-images", type=int, default=512, help="validation images for the calibration")
 parser.add_argument("--prior-images", type=int, default=4096,
                     help="train images whose latents fit the distribution new faces are drawn from")
@@ -81,6 +86,13 @@ for pair in args.edit_settings.split(","):
           f"preservation error {measured[-1].preservation_error:.3f} ({len(val)} val faces)")
 chosen = choose_edit_setting(measured, args.target_flip_rate, args.max_preservation_error)
 print(f"chosen: edit gain {chosen.gain}, condition limit {chosen.condition_limit}")
+by_attribute = {}
+if args.by_attribute:
+    by_attribute = {name: {"gain": m.gain, "condition_limit": m.condition_limit} for name, m in
+                    choose_edit_settings_by_attribute(measured, list(EDIT_EVAL_ATTRIBUTES), args.target_flip_rate,
+                                                      args.max_preservation_error).items()}
+    print("chosen per attribute: " + ", ".join(f"{a} {v['gain']:g}:{v['condition_limit']:g}"
+                                               for a, v in by_attribute.items()))
 # /v1/generate draws latents from a Gaussian fitted to real faces' latents (model/export.py, fit_latent_prior).
 prior_faces = load_split(args.data_dir, "train", size=size, cache_dir=args.cache_dir, limit=args.prior_images)
 latent_prior = fit_latent_prior(model, to_tensor_batch(prior_faces.images))
@@ -108,9 +120,10 @@ card = {
     "learned_mask": True,
     "edit_gain": chosen.gain,
     "condition_limit": chosen.condition_limit,
+    "edit_settings_by_attribute": by_attribute,
     "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
                               "reader": "the model's own attribute head, on the service's output at strength 1",
-                              "target_flip_rate": args.target_flip_rate,
+                              "target_flip_rate": args.target_flip_rate, "by_attribute": args.by_attribute,
                               "max_preservation_error": args.max_preservation_error,
                               "settings": [asdict(m) for m in measured]},
     "config": model.config.to_dict(),

@@ -37,15 +37,37 @@ def test_the_card_sets_how_far_the_decoder_condition_may_go(editor, monkeypatch)
     """The card's condition_limit caps the decoder's condition (older cards: 3); the edit is decoded with it."""
     from dataclasses import replace
 
-    assert editor.condition_limit == 3.0  # this card has none
+    assert (editor.condition_limit == 3.0).all()  # this card has none
     wider = Editor(replace(editor.model, card={**editor.model.card, "condition_limit": 5.0}))
-    assert wider.condition_limit == 5.0
+    assert (wider.condition_limit == 5.0).all()
     seen = []
     zero = torch.zeros(1, 3, 64, 64)
     monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None))
     probs = torch.full((1, 40), 0.1)
     wider.residuals(torch.zeros(1, 8), probs, wider.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=3.0))
     assert seen[0][0, SMILING].item() == pytest.approx(5.0)  # 2 * (0.1 + 2 * 3 * 0.9) - 1 = 10.9, capped
+
+
+def test_the_card_may_give_an_attribute_its_own_gain_and_limit(editor, monkeypatch):
+    from dataclasses import replace
+
+    from handler.artifact import ArtifactError
+
+    own = {"Smiling": {"gain": 4.0, "condition_limit": 6.0}}
+    tuned = Editor(replace(editor.model, card={**editor.model.card, "edit_settings_by_attribute": own}))
+    probs = torch.full((1, 40), 0.1)
+    out = tuned.apply(probs, [PlannedEdit(SMILING, 1.0, False), PlannedEdit(NO_BEARD, 1.0, False)], strength=1.0)
+    assert out[0, SMILING].item() == pytest.approx(0.1 + 4.0 * 0.9)
+    assert out[0, NO_BEARD].item() == pytest.approx(0.1 + 2.0 * 0.9)  # the card's edit_gain
+    seen = []
+    zero = torch.zeros(1, 3, 64, 64)
+    monkeypatch.setattr(tuned, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None))
+    tuned.residuals(torch.zeros(1, 8), probs, out)
+    assert seen[0][0, SMILING].item() == pytest.approx(6.0)  # 2 * 3.7 - 1 = 6.4, capped at its own 6
+    assert seen[0][0, NO_BEARD].item() == pytest.approx(2 * 1.9 - 1)  # under the card's 3
+    for bad in ({"Wings": {"gain": 2.0}}, {"Smiling": {"gain": 0.0}}):
+        with pytest.raises(ArtifactError):
+            Editor(replace(editor.model, card={**editor.model.card, "edit_settings_by_attribute": bad}))
 
 
 def test_plan_resolves_aliases_inversions_and_deltas(editor):

@@ -290,3 +290,33 @@ def test_choose_edit_setting_takes_the_mildest_near_the_best_within_the_preserva
     assert choose_edit_setting(measured, 0.65, 0.10) == measured[1]  # the first reaching the target
     assert choose_edit_setting(measured, 0.8, 0.20) == measured[3]
     assert choose_edit_setting(measured, 0.8, 0.01) == measured[0]  # nothing within the bound: the mildest
+
+
+def test_settings_by_attribute_follow_each_attribute_own_flip_rate_and_preservation():
+    from model.evaluate import EditSetting, choose_edit_settings_by_attribute
+    # two attributes: "easy" flips at the mildest setting, "hard" keeps gaining up to the strongest
+    measured = [EditSetting(2, 3, 0.55, 0.05, (0.85, 0.25), (0.04, 0.06)),
+                EditSetting(3, 4, 0.65, 0.06, (0.90, 0.40), (0.05, 0.07)),
+                EditSetting(5, 6, 0.76, 0.08, (0.92, 0.60), (0.07, 0.09))]
+    chosen = choose_edit_settings_by_attribute(measured, ["easy", "hard"], 0.8, 0.10)
+    assert (chosen["easy"].gain, chosen["easy"].condition_limit) == (2, 3)
+    assert (chosen["hard"].gain, chosen["hard"].condition_limit) == (5, 6)
+    # the strongest changes the other attributes too often for "hard": the next one
+    chosen = choose_edit_settings_by_attribute(measured, ["easy", "hard"], 0.8, 0.08)
+    assert chosen["hard"].gain == 3
+
+
+def test_per_attribute_gain_and_limit_shape_the_requested_presence():
+    from model.edit_eval import EditSettings, condition, requested_presence
+    blond, black = CELEBA_ATTRIBUTES.index("Blond_Hair"), CELEBA_ATTRIBUTES.index("Black_Hair")
+    gain, limit = torch.full((40,), 2.0), torch.full((40,), 3.0)
+    gain[blond], limit[blond] = 5.0, 6.0
+    settings = EditSettings(gain=gain, strength=1.0, condition_limit=limit)
+    probs = torch.full((1, 40), 0.2)
+    asked = requested_presence(probs, blond, torch.ones(1), settings)
+    assert asked[0, blond].item() == pytest.approx(0.2 + 5.0 * 0.8)
+    assert asked[0, black].item() == pytest.approx(0.2 - 2.0 * 0.2)  # turned off with black hair's own gain
+    cond = condition(asked, limit)
+    assert cond[0, blond].item() == pytest.approx(6.0)  # 2 * 4.2 - 1 = 7.4, capped at blond's 6
+    assert cond[0, black].item() == pytest.approx(-1.4)  # 2 * -0.2 - 1, under black hair's 3
+

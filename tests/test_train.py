@@ -13,6 +13,7 @@ import torch
 
 from conftest import CELEBA, ROOT
 from handler.artifact import load_model
+from model.attributes import EDIT_EVAL_ATTRIBUTES
 
 pytestmark = pytest.mark.skipif(not CELEBA.exists(), reason=f"CelebA not found at {CELEBA}")
 
@@ -62,11 +63,13 @@ def test_train_checkpoints_resumes_and_exports(tmp_path):
 
     run([sys.executable, "scripts/export.py", "--checkpoint", str(warm), "--out-dir", str(tmp_path / "artifact"),
          "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
-         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3,2:4"])
+         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3,2:4", "--by-attribute"])
     card = json.loads((tmp_path / "artifact" / "model_card.json").read_text())
     assert card["learned_mask"] is True
     assert (card["edit_gain"], card["condition_limit"]) in ((1.0, 3.0), (2.0, 4.0))
     assert [s["gain"] for s in card["edit_gain_calibration"]["settings"]] == [1.0, 2.0]
+    assert set(card["edit_settings_by_attribute"]) == set(EDIT_EVAL_ATTRIBUTES)
+    assert {(v["gain"], v["condition_limit"]) for v in card["edit_settings_by_attribute"].values()} <= {(1, 3), (2, 4)}
     assert len(card["training"]["segments"]) == 3 and "--resume" in card["training"]["resume"]
     loaded = load_model(tmp_path / "artifact")
     assert loaded.version == card["version"] and loaded.resolution == 128
