@@ -107,18 +107,22 @@ def choose_edit_setting(measured: list[EditSetting], target_flip_rate: float,
     kept = [m for m in measured if m.preservation_error <= max_preservation_error]
     if not kept:
         return measured[0]
-    goal = min(target_flip_rate, max(m.flip_rate for m in kept) - 0.02)
+    goal = min(target_flip_rate, round(max(m.flip_rate for m in kept) - 0.02, 6))  # 0.89 - 0.02 is 0.87, not 0.8700...01
     return next(m for m in kept if m.flip_rate >= goal)
 
 
 def choose_edit_settings_by_attribute(measured: list[EditSetting], names: list[str], target_flip_rate: float,
                                       max_preservation_error: float) -> dict[str, EditSetting]:
-    """choose_edit_setting for each evaluated attribute on its own flip rate and preservation error (`names` in
-    the order measured): an attribute the decoder changes readily gets a milder setting, one it under-draws a
-    stronger one, each only as far as the own head still sees more of the edit."""
+    """For each evaluated attribute (`names`, in the order measured), choose_edit_setting on its own flip rate: an
+    attribute the decoder changes readily gets a milder setting, one it under-draws a stronger one, each only as far
+    as the own head still sees more of the edit. The bound holds for the mean preservation error of the choices (one
+    attribute's edit may change others more, as a beard changes the reading of a moustache); past it: {} (every
+    attribute keeps the setting chosen for all)."""
     chosen = {}
     for k, name in enumerate(names):
         alone = [EditSetting(m.gain, m.condition_limit, m.flip_rate_by_attribute[k],
                              m.preservation_error_by_attribute[k]) for m in measured]
-        chosen[name] = choose_edit_setting(alone, target_flip_rate, max_preservation_error)
+        chosen[name] = choose_edit_setting(alone, target_flip_rate, float("inf"))
+    if sum(m.preservation_error for m in chosen.values()) / len(chosen) > max_preservation_error:
+        return {}
     return chosen
