@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
 from handler import faces as face_ops  # noqa: E402
-from handler.editor import Editor  # noqa: E402
+from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
@@ -139,7 +139,7 @@ metrics = {
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
     "edit_strength": args.strength,
     "edit_gain": loaded.card.get("edit_gain", 1.0),
-    "condition_limit": loaded.card.get("condition_limit"),
+    "condition_limit": loaded.card.get("condition_limit", CONDITION_LIMIT),
     "edit_settings_by_attribute": loaded.card.get("edit_settings_by_attribute", {}),
 }
 
@@ -189,8 +189,8 @@ def by_attribute_note() -> str:
 (out / "edit_eval.md").write_text(
     f"# Edit quality of {report['model_version']}\n\n"
     f"CelebA {args.split} split, {len(test)} faces, {size}x{size}, strength {args.strength} (edit gain "
-    f"{metrics['edit_gain']}, condition limit {metrics['condition_limit']}{by_attribute_note()}). Judges' own accuracy on these faces over 40 "
-    f"attributes: judge64 {metrics['judge_accuracy_mean_40']:.3f}, judge128 "
+    f"{metrics['edit_gain']}, condition limit {metrics['condition_limit']}{by_attribute_note()}). Judges' own "
+    f"accuracy on these faces over 40 attributes: judge64 {metrics['judge_accuracy_mean_40']:.3f}, judge128 "
     f"{metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
     f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "
     f"{metrics['attribute_accuracy_mean']:.3f} over 40. New faces ({generated['faces']}, one attribute asked on "
