@@ -126,3 +126,8 @@ def choose_edit_settings_by_attribute(measured: list[EditSetting], names: list[s
     if sum(m.preservation_error for m in chosen.values()) / len(chosen) > max_preservation_error:
         return {}
     return chosen
+
+
+def describe_settings_by_attribute(by_attribute: dict[str, dict]) -> str:
+    """The card's edit_settings_by_attribute as one line: "Bald 3:4, Bangs 6:7, ..." (gain:condition limit)."""
+    return ", ".join(f"{a} {v['gain']:g}:{v['condition_limit']:g}" for a, v in by_attribute.items())

@@ -32,7 +32,7 @@ from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
-from model.evaluate import reconstruction_and_attribute_metrics  # noqa: E402
+from model.evaluate import describe_settings_by_attribute, reconstruction_and_attribute_metrics  # noqa: E402
 from model.generate_eval import found_in_grey_scene, generation_accuracy  # noqa: E402
 from model.grid import save_labelled_grid  # noqa: E402
 from model.judge import JUDGE128_WEIGHTS, JUDGE_WEIGHTS, load_judge  # noqa: E402
@@ -182,8 +182,7 @@ def by_attribute_note() -> str:
     own = metrics["edit_settings_by_attribute"]
     if not own:
         return ""
-    return "; per attribute, gain:limit " + ", ".join(f"{a} {v['gain']:g}:{v['condition_limit']:g}"
-                                                      for a, v in own.items())
+    return "; per attribute, gain:limit " + describe_settings_by_attribute(own)
 
 
 (out / "edit_eval.md").write_text(

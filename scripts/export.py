@@ -21,7 +21,8 @@ import torch  # noqa: E402
 from handler.editor import change_masks, crop_feather, paste_masks  # noqa: E402  (the service's paste mask)
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
-from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute, measure_edit_setting,  # noqa: E402
+from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute,  # noqa: E402
+                            describe_settings_by_attribute, measure_edit_setting,
                             reconstruction_and_attribute_metrics)
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
@@ -95,8 +96,7 @@ if args.by_attribute:
     by_attribute = {name: {"gain": m.gain, "condition_limit": m.condition_limit} for name, m in
                     choose_edit_settings_by_attribute(measured, list(EDIT_EVAL_ATTRIBUTES),
                                                       args.by_attribute_target, args.max_preservation_error).items()}
-    print("chosen per attribute: " + ", ".join(f"{a} {v['gain']:g}:{v['condition_limit']:g}"
-                                               for a, v in by_attribute.items()))
+    print("chosen per attribute: " + describe_settings_by_attribute(by_attribute))
 # /v1/generate draws latents from a Gaussian fitted to real faces' latents (model/export.py, fit_latent_prior).
 prior_faces = load_split(args.data_dir, "train", size=size, cache_dir=args.cache_dir, limit=args.prior_images)
 latent_prior = fit_latent_prior(model, to_tensor_batch(prior_faces.images))

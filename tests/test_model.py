@@ -319,4 +319,3 @@ def test_per_attribute_gain_and_limit_shape_the_requested_presence():
     cond = condition(asked, limit)
     assert cond[0, blond].item() == pytest.approx(6.0)  # 2 * 4.2 - 1 = 7.4, capped at blond's 6
     assert cond[0, black].item() == pytest.approx(-1.4)  # 2 * -0.2 - 1, under black hair's 3
-
