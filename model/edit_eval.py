@@ -17,6 +17,7 @@ from torch import Tensor
 from model.attribute_rules import EXCLUSION_INDICES
 from model.data import CelebASplit, to_tensor_batch
 from model.judge import at_resolution
+from model.losses import ripple_penalty
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # x -> (mu, logvar, attribute logits)
 # (z, condition, edited condition) -> (D(z, a), D(z, a'), paste mask (B, 1, S, S) as the service applies it)
@@ -67,6 +68,7 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
     changed = {j: zeros() for j in judges}
     judge_correct = {j: np.zeros(split.labels.shape[1]) for j in judges}
     compared = np.zeros(n_attr)
+    ripple = np.zeros(n_attr)  # stripes in what the service pasted (model.losses.ripple_penalty), summed over faces
     grid: list[Tensor] = []
 
     def read(judge, images: Tensor) -> Tensor:
@@ -88,6 +90,7 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
             base, raw, paste = edit(mu, cond, condition(requested_presence(probs, a, target, settings),
                                                         settings.condition_limit))
             service = (x + paste * (raw - base)).clamp(-1, 1)
+            ripple[k] += float(ripple_penalty(service - x)) * len(x)
             # The other evaluated attributes, minus those this edit deliberately turns off.
             keep = torch.ones(len(x), len(attributes), dtype=torch.bool)
             keep[:, k] = False
@@ -113,5 +116,6 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
                        "preservation_error": changed[j]["service"] / compared,
                        "preservation_error_raw": changed[j]["raw"] / compared,
                        "judge_accuracy": judge_correct[j] / n} for j in judges},
+        "change_ripple": ripple / n,
         "grid_columns": grid,
     }

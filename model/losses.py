@@ -101,6 +101,16 @@ def chroma_penalty(change: Tensor, sample_weights: Tensor | None = None) -> Tens
     return (colour.mean(dim=(1, 2, 3)) * sample_weights).mean()
 
 
+def ripple_penalty(change: Tensor) -> Tensor:
+    """Mean absolute second difference of a change (B, C, H, W), down the rows and along the columns: zero for a
+    flat or linearly graded change, large for stripes. At the service's +-6 condition the decoder drew moustaches,
+    beards and glasses as bands of dark and light rows across the whole face (README, "Where the streaks come
+    from"); an edge of a real moustache or frame costs once, a stack of bands costs at every row."""
+    rows = (change[:, :, 2:, :] - 2 * change[:, :, 1:-1, :] + change[:, :, :-2, :]).abs().mean()
+    cols = (change[:, :, :, 2:] - 2 * change[:, :, :, 1:-1] + change[:, :, :, :-2]).abs().mean()
+    return rows + cols
+
+
 def mask_penalties(mask: Tensor, sample_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """GANimation's mask terms: sparsity (mean of M, so the edit stays where it must) and total variation (mean
     absolute difference of neighbours, so the mask is smooth). sample_weights (B,) scale each image's sparsity."""

@@ -32,7 +32,7 @@ from model.data import load_split, to_tensor_batch
 from model.grid import edit_columns, save_grid
 from model.losses import (adversary_loss, attribute_loss, changed_patch_weights, changed_weights, chroma_penalty,
                           critic_fake_hinge_loss, critic_hinge_loss, edit_classification_loss, edit_targets,
-                          generator_hinge_loss, kl_divergence, latent_confusion_loss, mask_penalties,
+                          generator_hinge_loss, kl_divergence, latent_confusion_loss, mask_penalties, ripple_penalty,
                           target_condition)
 
 PREVIEW_ATTRIBUTES = ["Smiling", "Eyeglasses", "Blond_Hair", "Male", "Young", "Mustache", "Bangs"]
@@ -70,6 +70,7 @@ class TrainSettings:
     realism_where_changed: bool = False  # weight the critic's patches by how much the edit changed them
     chroma_weight: float = 0.0  # penalty on the colour part of the masked change (model.losses.chroma_penalty)
     colour_chroma_scale: float = 1.0  # scales it for images whose edit changes one of colour_attributes
+    ripple_weight: float = 0.0  # penalty on stripes in the masked change (model.losses.ripple_penalty)
     # None: model.attributes.COLOUR_ATTRIBUTES. cvae128_gan_seg18.json leaves Pale_Skin out: with the penalty cut
     # for it, pale skin became a whitish-green cast (segment 16).
     colour_attributes: list[str] | None = None
@@ -393,6 +394,7 @@ class Trainer:
             g_adv = g_adv + s.prior_realism_weight * generator_hinge_loss(self._forward(self.critic, prior_in)[0])
         chroma = chroma_penalty(mask * (edited - recon.detach()),
                                 self._changed_scale(labels, target, self.colour, s.colour_chroma_scale))
+        ripple = ripple_penalty(mask * (edited - recon.detach())) if s.ripple_weight > 0 else torch.zeros(())
         sparsity, tv = mask_penalties(mask, self._changed_scale(labels, target, self.hair,
                                                                 s.hair_mask_sparsity_scale))
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
@@ -403,7 +405,7 @@ class Trainer:
         confusion = latent_confusion_loss(self.adversary, mu)
         loss = (s.rec_weight * rec + s.kl_weight * kld + s.attr_weight * head + s.fader_weight * ramp * confusion
                 + s.adv_weight * g_adv + cls_scale * s.cls_weight * g_cls + s.mask_sparsity * sparsity + s.mask_tv * tv
-                + s.chroma_weight * chroma)
+                + s.chroma_weight * chroma + s.ripple_weight * ripple)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -414,7 +416,8 @@ class Trainer:
         self.opt_a.step()
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
-                "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item()}
+                "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item(),
+                "ripple": ripple.item()}
 
     def _track_latents(self, mu: torch.Tensor) -> None:
         batch = (mu.mean(0), mu.std(0))

@@ -134,6 +134,10 @@ metrics = {
     "generate_accuracy_mean_judge128": r(generated["accuracy"]["judge128"].mean()),
     "generated_faces_found": r(generated["found_rate"]),
     "generated_faces": generated["faces"],
+    # stripes in what the service pasted (mean absolute second difference; model.losses.ripple_penalty): the
+    # moustache and beard streaks at +-6 (README, "Where the streaks come from") as a number; a photo's own is ~0.13
+    "change_ripple": per_attribute(edits["change_ripple"]),
+    "change_ripple_mean": r(edits["change_ripple"].mean()),
     "psnr_db": recon["psnr_db"],
     "ssim": recon["ssim"],
     "attribute_accuracy_mean": recon["attribute_accuracy_mean"],
@@ -191,7 +195,8 @@ def by_attribute_note() -> str:
     f"{metrics['edit_gain']}, condition limit {metrics['condition_limit']}{by_attribute_note()}). Judges' own "
     f"accuracy on these faces over 40 attributes: judge64 {metrics['judge_accuracy_mean_40']:.3f}, judge128 "
     f"{metrics['judge128_accuracy_mean_40']:.3f}. Reconstruction: "
-    f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; attribute head "
+    f"{metrics['psnr_db']:.2f} dB PSNR, SSIM {metrics['ssim']:.3f}; stripes in the pasted change "
+    f"{metrics['change_ripple_mean']:.4f} (mean absolute second difference); attribute head "
     f"{metrics['attribute_accuracy_mean']:.3f} over 40. New faces ({generated['faces']}, one attribute asked on "
     f"or off): read as asked {metrics['generate_accuracy_mean']:.3f} (judge64) / "
     f"{metrics['generate_accuracy_mean_judge128']:.3f} (judge128), found by the face detector "

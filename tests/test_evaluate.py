@@ -45,6 +45,7 @@ def test_evaluate_writes_report_grid_and_card(tmp_path):
     assert metrics["judge_accuracy_mean_40"] > 0.7  # the committed judges read real faces well
     assert metrics["judge128_accuracy_mean_40"] > 0.7
     assert set(metrics["edit_accuracy_judge128"]) == set(EDITED)
+    assert set(metrics["change_ripple"]) == set(EDITED) and 0.0 < metrics["change_ripple_mean"] < 1.0
     assert 10 < metrics["psnr_db"] < 40 and metrics["edit_strength"] == 1.0
     assert metrics["images"] == 24
     assert set(metrics["generate_accuracy"]) == set(EDITED) and metrics["generated_faces"] == 2 * 2 * len(EDITED)

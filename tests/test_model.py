@@ -13,7 +13,8 @@ from model.critic import Critic, CriticConfig, translate
 from model.cvae import CVAE, CVAEConfig, LatentAdversary, _Up, composite, labels_to_condition
 from model.export import ARTIFACT_FILE, CARD_FILE, SubpixelUp, export_torchscript, fit_latent_prior, serving_decoder
 from model.losses import (adversary_loss, changed_patch_weights, chroma_penalty, critic_hinge_loss, edit_targets,
-                          generator_hinge_loss, latent_confusion_loss, mask_penalties, target_condition)
+                          generator_hinge_loss, latent_confusion_loss, mask_penalties, ripple_penalty,
+                          target_condition)
 from model.train import Trainer, TrainSettings
 
 SIZE = 64
@@ -155,6 +156,16 @@ def test_realism_weights_follow_the_change_and_chroma_ignores_grey_changes():
     # cvae128_gan_seg17.json: a hair-colour edit (second image) pays a tenth of the penalty
     both = torch.cat([teal, teal])
     assert chroma_penalty(both, torch.tensor([1.0, 0.1])).item() == pytest.approx((0.2 + 0.02) / 2)
+
+
+def test_ripple_penalty_charges_stripes_not_ramps_or_one_edge():
+    ramp = torch.linspace(-1, 1, 16)[None, None, :, None].expand(1, 3, 16, 16)
+    assert ripple_penalty(ramp).item() == pytest.approx(0.0, abs=1e-6)
+    edge = torch.zeros(1, 3, 16, 16)
+    edge[:, :, 8:] = 0.5  # one dark-to-light step, as the lower edge of a moustache
+    stripes = torch.zeros(1, 3, 16, 16)
+    stripes[:, :, ::2] = 0.5  # bands on every other row, as the streaks at +-6
+    assert 0 < ripple_penalty(edge).item() < ripple_penalty(stripes).item() / 5
 
 
 def test_mask_penalties():
