@@ -189,3 +189,26 @@ def test_an_edit_without_measuring_returns_the_same_image(editor, astronaut):
     assert (measured == unmeasured).all()
     assert faces[0].after is not None and faces_unmeasured[0].after is None
     assert faces_unmeasured[0].before == faces[0].before
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_the_evaluation_asks_the_decoder_what_the_service_asks(editor, target):
+    """model/edit_eval.py re-states the service's plan (a' = a + g * (t - a), exclusions, the capped condition) so
+    that scripts/evaluate.py measures the service without a photo: the two must send the decoder the same."""
+    from dataclasses import replace
+
+    from handler.editor import condition as service_condition
+    from model.attributes import EDIT_EVAL_ATTRIBUTES
+    from model.edit_eval import EditSettings, requested_presence
+    from model.edit_eval import condition as evaluation_condition
+
+    own = {"Black_Hair": {"gain": 4.0}, "Mustache": {"condition_limit": 5.0}}  # per-attribute settings too
+    editor = Editor(replace(editor.model, card={**editor.model.card, "edit_settings_by_attribute": own}))
+    limit = editor.condition_limit
+    settings = EditSettings(gain=editor.edit_gain, strength=1.0, condition_limit=limit)
+    probs = torch.rand(3, 40, generator=torch.Generator().manual_seed(1))
+    for name in EDIT_EVAL_ATTRIBUTES:
+        a = CELEBA_ATTRIBUTES.index(name)
+        service = service_condition(editor.apply(probs, editor.plan({name: target}), 1.0), limit)
+        evaluation = evaluation_condition(requested_presence(probs, a, torch.full((3,), target), settings), limit)
+        assert torch.allclose(service, evaluation), name
