@@ -70,10 +70,10 @@ class TrainSettings:
     realism_where_changed: bool = False  # weight the critic's patches by how much the edit changed them
     chroma_weight: float = 0.0  # penalty on the colour part of the masked change (model.losses.chroma_penalty)
     colour_chroma_scale: float = 1.0  # scales it for images whose edit changes one of colour_attributes
-    ripple_weight: float = 0.0  # penalty on stripes in the masked change (model.losses.ripple_penalty)
     # None: model.attributes.COLOUR_ATTRIBUTES. cvae128_gan_seg18.json leaves Pale_Skin out: with the penalty cut
     # for it, pale skin became a whitish-green cast (segment 16).
     colour_attributes: list[str] | None = None
+    ripple_weight: float = 0.0  # penalty on stripes in the masked change (model.losses.ripple_penalty)
     # The critic also judges the reconstructions D(z, a) (whole image): /v1/generate shows decodes as they are,
     # and in segment 4 they grew rainbow stripes at the eyes and mouth that only the L1 term opposed.
     realism_on_reconstruction: bool = False
@@ -392,9 +392,9 @@ class Trainer:
             g_adv = g_adv + generator_hinge_loss(self._forward(self.critic, recon_in)[0])
         if prior is not None:
             g_adv = g_adv + s.prior_realism_weight * generator_hinge_loss(self._forward(self.critic, prior_in)[0])
-        chroma = chroma_penalty(mask * (edited - recon.detach()),
-                                self._changed_scale(labels, target, self.colour, s.colour_chroma_scale))
-        ripple = ripple_penalty(mask * (edited - recon.detach())) if s.ripple_weight > 0 else torch.zeros(())
+        pasted = mask * (edited - recon.detach())
+        chroma = chroma_penalty(pasted, self._changed_scale(labels, target, self.colour, s.colour_chroma_scale))
+        ripple = ripple_penalty(pasted) if s.ripple_weight > 0 else torch.zeros(())
         sparsity, tv = mask_penalties(mask, self._changed_scale(labels, target, self.hair,
                                                                 s.hair_mask_sparsity_scale))
         ramp = min(1.0, self.state.step / max(1, s.fader_warmup))
@@ -416,8 +416,7 @@ class Trainer:
         self.opt_a.step()
         return {"rec": rec.item(), "kl": kld.item(), "head": head.item(), "conf": confusion.item(),
                 "d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
-                "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item(),
-                "ripple": ripple.item()}
+                "mask": sparsity.item(), "tv": tv.item(), "chroma": chroma.item(), "ripple": ripple.item()}
 
     def _track_latents(self, mu: torch.Tensor) -> None:
         batch = (mu.mean(0), mu.std(0))
