@@ -1,8 +1,9 @@
 """Runs the exported CVAE on faces in photos, as named stages that can be tested alone:
 find faces -> preprocess (align to the model's crop) -> encode -> plan the edit -> decode -> postprocess
 (residual D(mu, a') - D(mu, a) added to the original pixels through the model's learned edit mask, widened to where
-the decoder's change is large, times a feather at the crop border; a model without a learned mask gets the fixed
-ellipse of faces.face_mask)."""
+the decoder's change is large, times a feather at the crop border; where that change is very large the photo's own
+detail is replaced by the decoder's; a model without a learned mask gets the fixed ellipse of faces.face_mask).
+Untouched pixels come back bit-identical."""
 
 from dataclasses import dataclass
 
@@ -29,6 +30,15 @@ BORDER_FEATHER = 0.08  # share of the crop side over which the mask falls to 0 a
 # judge64, 0.300 -> 0.349 with judge128, preservation error 0.042 -> 0.047; README, "Model v2").
 CHANGE_THRESHOLD = 0.04
 CHANGE_RAMP = 0.12
+# For an edit that adds or takes away a thing (REPLACING_ATTRIBUTES), where the change is very large (mean over RGB
+# above REPLACE_THRESHOLD, in full from REPLACE_THRESHOLD + REPLACE_RAMP) the paste also takes the photo's own detail
+# out: crop + M * (D' - D) + M * w * (D - crop), GANimation's colour-image form M * D' + (1 - M) * crop where w = 1.
+# Added to the photo, a residual alone left the hair strands under "bald", the lenses under "no eyeglasses" and the
+# skin under "bangs". A recolouring edit (hair colour, pale skin, age) keeps the residual: replaced, its faces came
+# back as the decoder's soft, featureless mask (README, "Where the decoder replaces the photo").
+REPLACE_THRESHOLD = 0.12
+REPLACE_RAMP = 0.12
+REPLACING_ATTRIBUTES = frozenset({"Bald", "Bangs", "Eyeglasses", "Mustache", "No_Beard", "Mouth_Slightly_Open"})
 FRAME_BATCH = 16  # faces x frames decoded per model call by interpolate_attributes (bounds its memory)
 
 
@@ -37,6 +47,26 @@ class PlannedEdit:
     index: int  # attribute axis position
     value: float
     is_delta: bool  # value is a change of presence rather than a target presence
+
+
+@dataclass
+class Paste:
+    """What an edit puts into B face crops (side S), in pixel units: crop * (1 - replace) + replace * base +
+    mask * residual. replace <= mask, so where mask is 0 the photo's pixels stay its own."""
+    residual: np.ndarray  # (B, S, S, 3) D(mu, a') - D(mu, a)
+    mask: np.ndarray  # (B, S, S) in [0, 1]
+    replace: np.ndarray  # (B, S, S) in [0, mask]
+    base: np.ndarray  # (B, S, S, 3) D(mu, a), what replaces the photo's detail
+
+    def rows(self, start: int, stop: int) -> "Paste":
+        return Paste(self.residual[start:stop], self.mask[start:stop], self.replace[start:stop],
+                     self.base[start:stop])
+
+    def onto_crop(self, i: int, crop: np.ndarray) -> np.ndarray:
+        """Face i's edit on its uint8 crop (S, S, 3), as blend_residual pastes it into the photo."""
+        r = self.replace[i][..., None]
+        out = crop * (1.0 - r) + r * self.base[i] + self.residual[i] * self.mask[i][..., None]
+        return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -126,6 +156,27 @@ def change_masks(base: Tensor, edited: Tensor) -> Tensor:
     return torch.nn.functional.avg_pool2d(m, 7, stride=1, padding=3, count_include_pad=False)
 
 
+def replace_weights(base: Tensor, edited: Tensor) -> Tensor:
+    """(B, 1, S, S) in [0, 1]: where the decoder's change D(mu, a) -> D(mu, a') is so large that the photo's own
+    detail there goes too (REPLACE_THRESHOLD); smoothed over 5 pixels. The paste scales it by its mask."""
+    change = (edited - base).abs().mean(dim=1, keepdim=True)
+    w = ((change - REPLACE_THRESHOLD) / REPLACE_RAMP).clamp(0.0, 1.0)
+    return torch.nn.functional.avg_pool2d(w, 5, stride=1, padding=2, count_include_pad=False)
+
+
+def replacing(names: list[str]) -> Tensor:
+    """(A,) bool over the model's attributes: those whose edit replaces the photo's detail (REPLACING_ATTRIBUTES)."""
+    return torch.tensor([n in REPLACING_ATTRIBUTES for n in names])
+
+
+def replace_masks(paste: np.ndarray, base: Tensor, edited: Tensor, cond_before: Tensor, cond_after: Tensor,
+                  which: Tensor) -> np.ndarray:
+    """(B, S, S) float32 in [0, paste]: where the photo's own detail gives way to D(mu, a), the paste weights times
+    replace_weights for faces whose edit changes an attribute of `which` ((A,) bool, `replacing`); 0 elsewhere."""
+    asked = (((cond_after - cond_before).abs() > 1e-6) & which).any(dim=1)  # (B,)
+    return paste * (replace_weights(base, edited)[:, 0] * asked[:, None, None]).numpy()
+
+
 def paste_masks(mask: Tensor, feather: np.ndarray, change: Tensor | None = None) -> np.ndarray:
     """The model's edit masks (B, 1, S, S) in [0, 1], widened to `change` (change_masks) where given -> (B, S, S)
     float32 paste weights: values under MASK_FLOOR become exactly 0 (those pixels stay the photo's own), the rest
@@ -160,6 +211,7 @@ class Editor:
         # Model v2 predicts where each edit happens (card: learned_mask); v1 gets the fixed ellipse.
         self.learned_mask = bool(model.card.get("learned_mask", False))
         self.feather = crop_feather(self.size) if self.learned_mask else face_ops.face_mask(self.size)
+        self.replacing = replacing(model.attributes)
         prevalence = model.card.get("attribute_prevalence")
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
@@ -259,33 +311,35 @@ class Editor:
         with inference():
             return self.module.decode(mu, condition(probs, self.condition_limit))
 
-    def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
-        """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch, and where the change is pasted:
-        (B, S, S) float32 in [0, 1] (the learned mask widened to the change, floored, times the border feather; v1:
-        the ellipse).
+    def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor
+                    ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
+        """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch; where the change is pasted, (B, S, S)
+        float32 in [0, 1] (the learned mask widened to the change, floored, times the border feather; v1: the
+        ellipse); and where the photo's own detail is replaced too, (B, S, S) float32 in [0, paste] (v1: nowhere).
         Takes decoder conditions, so scripts/evaluate.py measures exactly this."""
         with inference():
             if self.learned_mask:
                 base, edited, mask = self.module.edit(mu, cond_before, cond_after)
-                return base, edited, paste_masks(mask, self.feather, change_masks(base, edited))
+                paste = paste_masks(mask, self.feather, change_masks(base, edited))
+                return base, edited, paste, replace_masks(paste, base, edited, cond_before, cond_after, self.replacing)
             n = mu.shape[0]
             decoded = self.module.decode(torch.cat([mu, mu]), torch.cat([cond_before, cond_after]))  # (2B, 3, S, S)
-        return decoded[:n], decoded[n:], np.repeat(self.feather[None], n, axis=0)
+        paste = np.repeat(self.feather[None], n, axis=0)
+        return decoded[:n], decoded[n:], paste, np.zeros_like(paste)
 
     @tracer.capture_method
-    def residuals(self, mu: Tensor, before: Tensor, after: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """D(mu, a') - D(mu, a) for each face in pixel units, (B, S, S, 3) float32, and where to paste it,
-        (B, S, S) float32 in [0, 1]."""
+    def pastes(self, mu: Tensor, before: Tensor, after: Tensor) -> Paste:
+        """The edit from attribute presences `before` to `after` (B, 40) for each face, ready to paste."""
         limit = self.condition_limit
-        base, edited, paste = self.decode_edit(mu, condition(before, limit), condition(after, limit))
-        return to_residual(edited - base), paste
+        base, edited, mask, replace = self.decode_edit(mu, condition(before, limit), condition(after, limit))
+        return Paste(to_residual(edited - base), mask, replace, to_pixels(base))
 
     @tracer.capture_method
-    def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], residuals: np.ndarray,
-                    masks: np.ndarray) -> np.ndarray:
+    def postprocess(self, rgb: np.ndarray, faces: list[face_ops.DetectedFace], paste: Paste) -> np.ndarray:
         out = rgb
-        for face, residual, mask in zip(faces, residuals, masks):
-            out = face_ops.blend_residual(out, residual, face, mask)
+        for i, face in enumerate(faces):
+            out = face_ops.blend_residual(out, paste.residual[i], face, paste.mask[i], paste.replace[i],
+                                          paste.base[i])
         return out
 
     # ---- use cases ----------------------------------------------------------------------------------------
@@ -305,13 +359,12 @@ class Editor:
         crops, x = self.preprocess(rgb, faces)
         enc = self.encode(x)
         after = self.apply(enc.probs, planned, strength)
-        residuals, masks = self.residuals(enc.mu, enc.probs, after)
-        edited = self.postprocess(rgb, faces, residuals, masks)
+        paste = self.pastes(enc.mu, enc.probs, after)
+        edited = self.postprocess(rgb, faces, paste)
         if not measure:
             return edited, [FaceResult(i, f, self.catalog.scores(b)) for (i, f), b in zip(chosen, enc.probs)]
         # Measure the result: re-encode the edited crops as the service returns them (mask applied).
-        edited_crops = [np.clip(c + r * m[..., None], 0, 255).round().astype(np.uint8)
-                        for c, r, m in zip(crops, residuals, masks)]
+        edited_crops = [paste.onto_crop(i, c) for i, c in enumerate(crops)]
         measured = self.encode(to_model_input(edited_crops)).probs
         results = [FaceResult(i, f, self.catalog.scores(b), self.catalog.scores(a))
                    for (i, f), b, a in zip(chosen, enc.probs, measured)]
@@ -352,9 +405,8 @@ class Editor:
         for start in range(0, frames, per_call):
             chunk = ts[start:start + per_call]
             after = torch.cat([a0 + float(t) * (a1 - a0) for t in chunk])  # (len(chunk) * n, 40)
-            residuals, masks = self.residuals(enc.mu.repeat(len(chunk), 1), enc.probs.repeat(len(chunk), 1), after)
-            out += [self.postprocess(rgb, faces, residuals[i * n:(i + 1) * n], masks[i * n:(i + 1) * n])
-                    for i in range(len(chunk))]
+            paste = self.pastes(enc.mu.repeat(len(chunk), 1), enc.probs.repeat(len(chunk), 1), after)
+            out += [self.postprocess(rgb, faces, paste.rows(i * n, (i + 1) * n)) for i in range(len(chunk))]
         return out
 
     def interpolate_faces(self, rgb_a: np.ndarray, rgb_b: np.ndarray, *, frames: int, size: int) -> list[np.ndarray]:

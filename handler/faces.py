@@ -260,13 +260,15 @@ def face_mask(crop_size: int) -> np.ndarray:
 _BLEND_STRIP_ROWS = 512
 
 
-def blend_residual(rgb: np.ndarray, residual: np.ndarray, face: DetectedFace, mask: np.ndarray | None = None
-                   ) -> np.ndarray:
+def blend_residual(rgb: np.ndarray, residual: np.ndarray, face: DetectedFace, mask: np.ndarray | None = None,
+                   replace: np.ndarray | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
     """Add residual * mask, inverse-warped (bilinear) into photo coordinates, to the original photo.
 
     mask: (S, S) in [0, 1] at the crop's resolution (a learned edit mask); None = the feathered ellipse of
-    face_mask(). Only the bounding rectangle of the warped mask is touched; pixels where the warped mask is 0
-    are returned bit-identical. Returns a new array.
+    face_mask(). replace: (S, S) in [0, mask], where the photo's own pixels give way to `replacement` (S, S, 3,
+    pixel units) first: photo * (1 - replace) + replace * replacement + residual * mask. Only the bounding
+    rectangle of the warped mask is touched; pixels where the warped mask is 0 are returned bit-identical.
+    Returns a new array.
     """
     rgb = _as_rgb(rgb)
     n = face.crop_size
@@ -292,7 +294,14 @@ def blend_residual(rgb: np.ndarray, residual: np.ndarray, face: DetectedFace, ma
     y1 = min(int(math.ceil(corners[:, 1].max())) + 2, h)
     if x1 <= x0 or y1 <= y0:
         return out
-    src = np.concatenate([residual * mask[:, :, None], mask[:, :, None]], axis=2)  # (n, n, 4)
+    layers = [residual * mask[:, :, None], mask[:, :, None]]  # (n, n, 4)
+    if replace is not None:
+        replace = np.clip(np.nan_to_num(np.asarray(replace, dtype=np.float32), nan=0.0), 0.0, 1.0)
+        replacement = np.nan_to_num(np.asarray(replacement, dtype=np.float32), nan=0.0)
+        assert replace.shape == (n, n) and replacement.shape == (n, n, 3), "replace: (n, n); replacement: (n, n, 3)"
+        replace = np.minimum(replace, mask)  # never outside the mask, so the untouched pixels stay so
+        layers += [replace[:, :, None], replacement * replace[:, :, None]]  # (n, n, 8): premultiplied, warped alike
+    src = np.concatenate(layers, axis=2)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     # Strips bound the float32 scratch memory when the face fills a 4000x3000 photo.
     for ys0 in range(y0, y1, _BLEND_STRIP_ROWS):
@@ -303,7 +312,10 @@ def blend_residual(rgb: np.ndarray, residual: np.ndarray, face: DetectedFace, ma
                                 borderValue=0)
         delta, wmask = warped[:, :, :3], warped[:, :, 3]
         roi = out[ys0:ys1, x0:x1]
-        edited = np.clip(np.rint(roi.astype(np.float32) + delta), 0, 255).astype(np.uint8)
+        base = roi.astype(np.float32)
+        if replace is not None:
+            base = base * (1.0 - warped[:, :, 4:5]) + warped[:, :, 5:8]
+        edited = np.clip(np.rint(base + delta), 0, 255).astype(np.uint8)
         roi[...] = np.where((wmask > 0)[:, :, None], edited, roi)
     return out
 

@@ -4,7 +4,8 @@ For every test face and each of the 13 attributes: ask for that attribute flippe
 the service does, and let each independent judge (model/judge.py: two, of different architecture and resolution)
 say whether the result shows the target (edit accuracy) and whether the other 12 attributes kept its reading
 (preservation error). Both are measured on the service's output (the input crop plus the residual
-D(mu, a') - D(mu, a) through the paste mask) and on the raw decoder output D(mu, a').
+D(mu, a') - D(mu, a) through the paste mask, with the crop's own detail replaced by D(mu, a) where the service
+replaces it) and on the raw decoder output D(mu, a').
 """
 
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from model.judge import at_resolution
 from model.losses import ripple_penalty
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # x -> (mu, logvar, attribute logits)
-# (z, condition, edited condition) -> (D(z, a), D(z, a'), paste mask (B, 1, S, S) as the service applies it)
-Edit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+# (z, condition, edited condition) -> (D(z, a), D(z, a'), paste mask (B, 1, S, S), replace weight (B, 1, S, S)) as
+# the service applies them: crop + mask * (D(z, a') - D(z, a)) + replace * (D(z, a) - crop)
+Edit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,9 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
         columns = [x[:grid_rows]] if start == 0 else None
         for k, a in enumerate(attributes):
             target = 1.0 - labels[:, a]
-            base, raw, paste = edit(mu, cond, condition(requested_presence(probs, a, target, settings),
-                                                        settings.condition_limit))
-            service = (x + paste * (raw - base)).clamp(-1, 1)
+            base, raw, paste, replace = edit(mu, cond, condition(requested_presence(probs, a, target, settings),
+                                                                 settings.condition_limit))
+            service = (x + paste * (raw - base) + replace * (base - x)).clamp(-1, 1)
             ripple[k] += float(ripple_penalty(service - x)) * len(x)
             # The other evaluated attributes, minus those this edit deliberately turns off.
             keep = torch.ones(len(x), len(attributes), dtype=torch.bool)

@@ -76,8 +76,8 @@ class Served:
 
     @staticmethod
     def edit(z, a, a2):
-        base, edited, paste = editor.decode_edit(z, a, a2)
-        return base, edited, torch.from_numpy(paste)[:, None]
+        base, edited, paste, replace = editor.decode_edit(z, a, a2)
+        return base, edited, torch.from_numpy(paste)[:, None], torch.from_numpy(replace)[:, None]
 
 
 edits = evaluate_edits(Served.encode, Served.edit, judges, test, indices, settings, grid_rows=args.grid_rows)
@@ -160,8 +160,10 @@ report = {"model_version": loaded.version,
                      "judge128": judge_summary("judge128", args.judge128)},
           "protocol": "flip one of the 13 attributes (target = 1 - label; turning one on also turns off what it "
                       "excludes, e.g. other hair colours); service output = input + paste mask * (D(mu, a') - "
-                      "D(mu, a)), the paste mask being the model's learned edit mask times the crop-border feather, "
-                      "as the service applies it; edit accuracy = the judge sees the target; preservation error = "
+                      "D(mu, a)) + replace weight * (D(mu, a) - input), the paste mask being the model's learned edit "
+                      "mask widened to the decoder's change, times the crop-border feather, and the replace weight "
+                      "where an edit that adds or takes away a thing changed the face a lot, as the service applies "
+                      "them; edit accuracy = the judge sees the target; preservation error = "
                       "share of the other 12 attributes (minus the excluded ones) whose judge reading changed "
                       "(service: against the input; raw: against D(mu, a))",
           "metrics": metrics, "seconds": round(time.time() - started, 1)}

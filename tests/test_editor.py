@@ -1,10 +1,12 @@
 """The Editor's stages on a small untrained export: planning edits, applying them, residuals."""
 
+import numpy as np
 import pytest
 import torch
 
 from handler.artifact import load_model
-from handler.editor import Editor, PlannedEdit, change_masks, crop_feather, paste_masks
+from handler.editor import (Editor, PlannedEdit, change_masks, crop_feather, paste_masks, replace_masks,
+                            replace_weights, replacing)
 from handler.errors import InvalidRequest, UnknownAttribute
 from model.attributes import CELEBA_ATTRIBUTES
 from model.cvae import CVAE, CVAEConfig
@@ -42,9 +44,9 @@ def test_the_card_sets_how_far_the_decoder_condition_may_go(editor, monkeypatch)
     assert (wider.condition_limit == 5.0).all()
     seen = []
     zero = torch.zeros(1, 3, 64, 64)
-    monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None))
+    monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None, None))
     probs = torch.full((1, 40), 0.1)
-    wider.residuals(torch.zeros(1, 8), probs, wider.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=3.0))
+    wider.pastes(torch.zeros(1, 8), probs, wider.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=3.0))
     assert seen[0][0, SMILING].item() == pytest.approx(5.0)  # 2 * (0.1 + 2 * 3 * 0.9) - 1 = 10.9, capped
 
 
@@ -61,8 +63,8 @@ def test_the_card_may_give_an_attribute_its_own_gain_and_limit(editor, monkeypat
     assert out[0, NO_BEARD].item() == pytest.approx(0.1 + 2.0 * 0.9)  # the card's edit_gain
     seen = []
     zero = torch.zeros(1, 3, 64, 64)
-    monkeypatch.setattr(tuned, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None))
-    tuned.residuals(torch.zeros(1, 8), probs, out)
+    monkeypatch.setattr(tuned, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None, None))
+    tuned.pastes(torch.zeros(1, 8), probs, out)
     assert seen[0][0, SMILING].item() == pytest.approx(6.0)  # 2 * 3.7 - 1 = 6.4, capped at its own 6
     assert seen[0][0, NO_BEARD].item() == pytest.approx(2 * 1.9 - 1)  # under the card's 3
     for bad in ({"Wings": {"gain": 2.0}}, {"Smiling": {"gain": 0.0}}):
@@ -103,12 +105,16 @@ def test_apply_scales_changes_by_gain_and_strength(editor):
 
 def test_residual_is_zero_without_a_change(editor):
     mu, probs = torch.randn(2, 8), torch.rand(2, 40)
-    residuals, masks = editor.residuals(mu, probs, probs)
-    assert (residuals == 0).all()
-    residuals, masks = editor.residuals(mu, probs, editor.apply(probs, editor.plan({"smile": 1.0}), 1.0))
+    paste = editor.pastes(mu, probs, probs)
+    assert (paste.residual == 0).all() and (paste.replace == 0).all()
+    paste = editor.pastes(mu, probs, editor.apply(probs, editor.plan({"smile": 1.0}), 1.0))
     size = editor.size
-    assert residuals.shape == (2, size, size, 3) and masks.shape == (2, size, size)
-    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    assert paste.residual.shape == (2, size, size, 3) and paste.base.shape == (2, size, size, 3)
+    assert paste.mask.shape == (2, size, size) and paste.replace.shape == (2, size, size)
+    assert paste.mask.min() >= 0.0 and paste.mask.max() <= 1.0
+    assert (paste.replace >= 0).all() and (paste.replace <= paste.mask).all()
+    crop = np.full((size, size, 3), 128, np.uint8)
+    assert paste.onto_crop(0, crop).dtype == np.uint8 and paste.rows(1, 2).mask.shape == (1, size, size)
 
 
 def test_paste_follows_the_decoders_change_beyond_the_learned_mask():
@@ -125,6 +131,55 @@ def test_paste_follows_the_decoders_change_beyond_the_learned_mask():
     assert (paste[0, 20:] == 0).all()  # away from it: exactly 0, so those pixels come back bit-identical
     assert (paste_masks(closed, feather, change_masks(base, base)) == 0).all()
     assert (paste_masks(closed, feather) == 0).all()
+
+
+def test_the_photos_detail_is_replaced_only_where_the_decoder_changed_it_a_lot():
+    """A large change (a lens taken off, hair to skin) replaces the photo's detail; a small one (a shade of colour)
+    is only added, so the photo's texture stays under it."""
+    base = torch.zeros(1, 3, 32, 32)
+    edited = base.clone()
+    edited[:, :, 4:12, 4:28] = 0.6  # large: well past REPLACE_THRESHOLD + REPLACE_RAMP
+    edited[:, :, 20:28, 4:28] = 0.06  # small: past CHANGE_THRESHOLD (pasted), under REPLACE_THRESHOLD
+    w = replace_weights(base, edited)
+    assert w.shape == (1, 1, 32, 32) and w.min() >= 0.0 and w.max() <= 1.0
+    assert w[0, 0, 8, 16] == pytest.approx(1.0)
+    assert (w[0, 0, 18:] == 0).all()
+    paste = paste_masks(torch.zeros(1, 1, 32, 32), crop_feather(32), change_masks(base, edited))
+    assert paste[0, 24, 16] > 0.0  # the small change is still pasted, as a residual
+
+
+def test_only_edits_that_add_or_take_away_a_thing_replace_the_photo():
+    """The same large change replaces the photo's detail for "bald" and is only added for "blond" (a recolouring:
+    replaced, faces came back as the decoder's soft mask); with no change asked, nothing is replaced."""
+    names = list(CELEBA_ATTRIBUTES)
+    which = replacing(names)
+    base = torch.zeros(3, 3, 16, 16)
+    edited = torch.full((3, 3, 16, 16), 0.8)
+    before = torch.full((3, 40), -1.0)
+    after = before.clone()
+    after[0, names.index("Bald")] = 5.0
+    after[1, names.index("Blond_Hair")] = 5.0
+    paste = np.ones((3, 16, 16), np.float32)
+    replace = replace_masks(paste, base, edited, before, after, which)
+    assert (replace[0] == 1).all() and (replace[1] == 0).all() and (replace[2] == 0).all()
+    assert (replace_masks(paste * 0.5, base, edited, before, after, which)[0] == 0.5).all()  # never past the paste
+
+
+def test_an_edit_pastes_what_the_evaluation_measures(editor):
+    """Editor.edit's crop arithmetic (Paste.onto_crop) is model/edit_eval's: crop + mask * (D' - D) +
+    replace * (D - crop)."""
+    torch.manual_seed(1)
+    mu, probs = torch.randn(1, 8), torch.rand(1, 40)
+    after = editor.apply(probs, editor.plan({"smile": 1.0, "glasses": 1.0}), 3.0)
+    paste = editor.pastes(mu, probs, after)
+    paste.replace[:] = paste.mask * 0.5  # whatever the tiny untrained model changed, make the replacement count
+    crop = np.random.default_rng(0).integers(0, 256, (editor.size, editor.size, 3), dtype=np.uint8)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+    base = torch.from_numpy(paste.base).permute(0, 3, 1, 2) / 127.5 - 1
+    raw = base + torch.from_numpy(paste.residual).permute(0, 3, 1, 2) / 127.5
+    m, r = torch.from_numpy(paste.mask)[:, None], torch.from_numpy(paste.replace)[:, None]
+    measured = ((x + m * (raw - base) + r * (base - x)).clamp(-1, 1) + 1) * 127.5
+    assert np.abs(paste.onto_crop(0, crop).astype(float) - measured[0].permute(1, 2, 0).numpy()).max() <= 0.51
 
 
 def test_generate_is_seeded(editor):

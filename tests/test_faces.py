@@ -142,6 +142,35 @@ def test_blend_takes_a_mask_of_its_own():
         F.blend_residual(photo, residual, face, mask=np.ones((CROP + 1, CROP + 1), np.float32))
 
 
+def test_blend_replaces_the_photo_where_told_and_nowhere_outside_the_mask():
+    """replace = 1 under a full mask: the photo's own pixels give way to the replacement plus the residual (its
+    texture goes); replace = 0: the residual is added as before; no mask: bit-identical whatever replace says."""
+    rng = np.random.default_rng(6)
+    photo = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)  # pure texture
+    face = make_face(placement(256.0, 0.0, (320.0, 240.0)))
+    residual = np.full((CROP, CROP, 3), 10.0, np.float32)
+    replacement = np.full((CROP, CROP, 3), 100.0, np.float32)
+    mask = np.zeros((CROP, CROP), np.float32)
+    mask[:, : CROP // 2] = 1.0  # the image-left half
+    replace = np.zeros((CROP, CROP), np.float32)
+    replace[: CROP // 2] = 1.0  # the top half, asked for beyond the mask too
+    out = F.blend_residual(photo, residual, face, mask, replace, replacement)
+    added = F.blend_residual(photo, residual, face, mask)
+
+    def at(cx, cy):
+        x, y = F._apply(F._invert(face.matrix), [(CROP * cx, CROP * cy)])[0].round().astype(int)
+        return (y, x)
+
+    assert (out[at(0.25, 0.25)] == 110).all()  # top-left: replaced, plus the residual
+    assert (out[at(0.25, 0.75)] == added[at(0.25, 0.75)]).all()  # bottom-left: only the residual
+    assert (out[at(0.75, 0.25)] == photo[at(0.75, 0.25)]).all()  # top-right: outside the mask, untouched
+    # Every photo pixel that samples the crop's right half (past the bilinear footprint) is the photo's own.
+    ys, xs = np.mgrid[0:480, 0:640]
+    q = F._apply(face.matrix, np.stack([xs.ravel(), ys.ravel()], axis=1))[:, 0].reshape(480, 640)
+    right = q > CROP // 2 + 1
+    assert right.any() and np.array_equal(out[right], photo[right])
+
+
 # ---- alignment from landmarks ------------------------------------------------------------------------------------
 def test_least_squares_similarity_recovers_a_known_transform():
     rng = np.random.default_rng(0)
