@@ -295,6 +295,8 @@ def blend_residual(rgb: np.ndarray, residual: np.ndarray, face: DetectedFace, ma
     if x1 <= x0 or y1 <= y0:
         return out
     layers = [residual * mask[:, :, None], mask[:, :, None]]  # (n, n, 4)
+    if replace is not None and not np.any(replace):
+        replace = None  # nothing replaced (a recolouring, a smile): warp 4 channels, not 8
     if replace is not None:
         replace = np.clip(np.nan_to_num(np.asarray(replace, dtype=np.float32), nan=0.0), 0.0, 1.0)
         replacement = np.nan_to_num(np.asarray(replacement, dtype=np.float32), nan=0.0)

@@ -164,6 +164,8 @@ def test_blend_replaces_the_photo_where_told_and_nowhere_outside_the_mask():
     assert (out[at(0.25, 0.25)] == 110).all()  # top-left: replaced, plus the residual
     assert (out[at(0.25, 0.75)] == added[at(0.25, 0.75)]).all()  # bottom-left: only the residual
     assert (out[at(0.75, 0.25)] == photo[at(0.75, 0.25)]).all()  # top-right: outside the mask, untouched
+    nothing = np.zeros((CROP, CROP), np.float32)
+    assert np.array_equal(F.blend_residual(photo, residual, face, mask, nothing, replacement), added)
     # Every photo pixel that samples the crop's right half (past the bilinear footprint) is the photo's own.
     ys, xs = np.mgrid[0:480, 0:640]
     q = F._apply(face.matrix, np.stack([xs.ravel(), ys.ravel()], axis=1))[:, 0].reshape(480, 640)
