@@ -187,6 +187,15 @@ def paste_masks(mask: Tensor, feather: np.ndarray, change: Tensor | None = None)
     return m * feather[None]
 
 
+def learned_pastes(mask: Tensor, base: Tensor, edited: Tensor, cond_before: Tensor, cond_after: Tensor,
+                   feather: np.ndarray, which: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A v2 model's paste of the edit D(mu, a) -> D(mu, a') ((B, 3, S, S), decoder conditions (B, A)): where the change
+    is pasted (paste_masks of its learned `mask` widened to the change) and where the photo's detail is replaced
+    (replace_masks), both (B, S, S) float32. The service and the export's calibration both paste with this."""
+    paste = paste_masks(mask, feather, change_masks(base, edited))
+    return paste, replace_masks(paste, base, edited, cond_before, cond_after, which)
+
+
 def to_pixels(x: Tensor) -> np.ndarray:
     """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) float32 in pixel units (0..255 scale, unclipped)."""
     return ((x + 1.0) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.float32)
@@ -320,8 +329,8 @@ class Editor:
         with inference():
             if self.learned_mask:
                 base, edited, mask = self.module.edit(mu, cond_before, cond_after)
-                paste = paste_masks(mask, self.feather, change_masks(base, edited))
-                return base, edited, paste, replace_masks(paste, base, edited, cond_before, cond_after, self.replacing)
+                return base, edited, *learned_pastes(mask, base, edited, cond_before, cond_after, self.feather,
+                                                     self.replacing)
             n = mu.shape[0]
             decoded = self.module.decode(torch.cat([mu, mu]), torch.cat([cond_before, cond_after]))  # (2B, 3, S, S)
         paste = np.repeat(self.feather[None], n, axis=0)

@@ -18,8 +18,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from handler.editor import (change_masks, crop_feather, paste_masks, replace_masks,  # noqa: E402  (the service's paste)
-                            replacing)
+from handler.editor import crop_feather, learned_pastes, replacing  # noqa: E402  (the service's paste)
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
 from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute,  # noqa: E402
@@ -83,8 +82,7 @@ replaced = replacing(list(CELEBA_ATTRIBUTES))
 
 def service_edit(z, a, a2):
     base, edited, mask = model.edit(z, a, a2)
-    paste = paste_masks(mask, feather, change_masks(base, edited))
-    replace = replace_masks(paste, base, edited, a, a2, replaced)
+    paste, replace = learned_pastes(mask, base, edited, a, a2, feather, replaced)
     return base, edited, torch.from_numpy(paste)[:, None], torch.from_numpy(replace)[:, None]
 
 
