@@ -12,6 +12,7 @@ Upsampling is nearest-neighbour resize + 3x3 convolution (Odena et al., "Deconvo
 """
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,10 @@ class CVAEConfig:
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
     attr_max_resolution: int = 32  # the attributes are tiled into decoder stages whose input is at most this size
     mask_channels: int = 16
+    # The encoder's features at this resolution are added into the decoder's (AttGAN's shortcut, Liu et al.'s
+    # STGAN): the decoder then knows where the eyes and mouth of this photo are, instead of guessing from a 4x4
+    # latent. 0: none (every model up to step 60,507).
+    skip_resolution: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,9 +69,26 @@ class Encoder(nn.Module):
         self.to_logvar = nn.Linear(flat, config.latent_dim)
         self.attr_head = nn.Sequential(nn.Linear(flat, 512), nn.LeakyReLU(0.2), nn.Linear(512, config.num_attributes))
 
+        # index of the stage whose output is at skip_resolution (-1: no skip)
+        sizes = [config.image_size // 2 ** (i + 1) for i in range(len(config.channels))]
+        self.skip_stage = sizes.index(config.skip_resolution) if config.skip_resolution in sizes else -1
+        if config.skip_resolution and self.skip_stage < 0:
+            raise ValueError(f"skip_resolution {config.skip_resolution} is none of the encoder's sizes {sizes}")
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.features(x).flatten(1)  # (B, C_last * bottom * bottom)
-        return self.to_mu(h), self.to_logvar(h), self.attr_head(h)
+        mu, logvar, logits, _ = self.with_skip(x)
+        return mu, logvar, logits
+
+    def with_skip(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """forward plus the features at skip_resolution (B, C, r, r); (B, 0, 1, 1) when the model has no skip."""
+        skip = x.new_zeros(x.shape[0], 0, 1, 1)
+        h = x
+        for i, stage in enumerate(self.features):
+            h = stage(h)
+            if i == self.skip_stage:
+                skip = h
+        h = h.flatten(1)  # (B, C_last * bottom * bottom)
+        return self.to_mu(h), self.to_logvar(h), self.attr_head(h), skip
 
 
 def _with_attrs(h: Tensor, attrs: Tensor) -> Tensor:
@@ -96,12 +118,24 @@ class Decoder(nn.Module):
             res *= 2
         self.stages = nn.ModuleList(stages)
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        # the encoder's skip features enter additively before the stage whose input is at skip_resolution; zero at
+        # first, so a model trained without them starts out decoding exactly as before
+        sizes = [self.start * 2**i for i in range(len(stages))]
+        self.skip_stage = sizes.index(config.skip_resolution) if config.skip_resolution in sizes else -1
+        skip_width = config.channels[len(config.channels) - 1 - self.skip_stage] if self.skip_stage >= 0 else 1
+        self.skip_in = nn.Conv2d(skip_width, widths[max(self.skip_stage, 0)], 1) if self.skip_stage >= 0 else None
+        if self.skip_in is not None:
+            nn.init.zeros_(self.skip_in.weight)
+            nn.init.zeros_(self.skip_in.bias)
 
-    def forward(self, z: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, attrs: Tensor, skip: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """skip: the encoder's features at skip_resolution, or None (a new face, or a model without a skip)."""
         b = z.shape[0]
         h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, C, 4, 4)
         h = F.leaky_relu(h, 0.2)
         for i, stage in enumerate(self.stages):
+            if i == self.skip_stage and skip is not None and self.skip_in is not None:
+                h = h + self.skip_in(skip)
             h = stage(_with_attrs(h, attrs) if self.tiled[i] else h)  # (B, C_i, 2^(i+3), 2^(i+3))
         return torch.tanh(self.to_rgb(h)), h  # (B, 3, S, S), (B, C0, S, S)
 
@@ -150,20 +184,22 @@ class CVAE(nn.Module):
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
-    def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
-        return self.decoder(z, attrs)[0]
+    def decode(self, z: Tensor, attrs: Tensor, skip: Tensor | None = None) -> Tensor:
+        return self.decoder(z, attrs, skip)[0]
 
-    def edit(self, z: Tensor, attrs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def edit(self, z: Tensor, attrs: Tensor, target: Tensor, skip: Tensor | None = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
         """(D(z, attrs), D(z, target), mask), both decodes in one batch of 2B."""
         n = z.shape[0]
-        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]))  # (2B, 3, S, S), (2B, C0, S, S)
+        skips = None if skip is None else torch.cat([skip, skip])
+        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]), skips)  # (2B, 3, S, S), ...
         mask = self.mask_head(features[:n], features[n:])
         return images[:n], images[n:], mask
 
     def forward(self, x: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Reconstruct x under its own (given) attributes from a sampled latent."""
-        mu, logvar, attr_logits = self.encode(x)
-        recon = self.decode(self.reparameterize(mu, logvar), attrs)
+        mu, logvar, attr_logits, skip = self.encoder.with_skip(x)
+        recon = self.decode(self.reparameterize(mu, logvar), attrs, skip if self.config.skip_resolution else None)
         return recon, mu, logvar, attr_logits
 
 

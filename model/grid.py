@@ -28,12 +28,13 @@ def edit_columns(model, x: Tensor, labels01: Tensor, attribute_indices: list[int
     from model.attribute_rules import flip
     from model.cvae import composite, labels_to_condition
 
-    mu, _, _ = model.encode(x)
+    mu, _, _, skip = model.encoder.with_skip(x)
+    skip = skip if model.config.skip_resolution else None
     cond = labels_to_condition(labels01)
-    columns = [x, model.decode(mu, cond)]
+    columns = [x, model.decode(mu, cond, skip)]
     masks = []
     for i in attribute_indices:
-        base, edited, mask = model.edit(mu, cond, labels_to_condition(flip(labels01, i)))
+        base, edited, mask = model.edit(mu, cond, labels_to_condition(flip(labels01, i)), skip)
         columns.append(composite(x, base, edited, mask))
         masks.append(mask)
     columns.append(masks[0].expand(-1, 3, -1, -1) * 2 - 1)

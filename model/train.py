@@ -101,6 +101,9 @@ class TrainSettings:
     # new faces came out broken (doubled features) where reconstructions were whole.
     prior_realism_weight: float = 0.0
     prior_realism_batch: int = 16  # new latents per step (a decoder pass over the whole batch cost ~50% more time)
+    # Share of images decoded without the encoder's skip features (model.skip_resolution), so that the decoder still
+    # draws whole faces from a latent alone, as /v1/generate asks of it.
+    skip_dropout: float = 0.5
     pause_share: float = 0.0  # sleep this share of each step's time, leaving CPU to other work on a shared machine
     model: dict = field(default_factory=dict)  # CVAEConfig overrides
     critic: dict = field(default_factory=dict)  # CriticConfig overrides
@@ -237,7 +240,12 @@ class Trainer:
         """Weights from a committed half-precision warm start; optimisers start fresh, the data order anew."""
         warm = torch.load(path, map_location=self.device, weights_only=False)
         for module, key in ((self.model, "model"), (self.critic, "critic"), (self.adversary, "adversary")):
-            module.load_state_dict(cast_floats(warm[key], torch.float32))
+            missing, unexpected = module.load_state_dict(cast_floats(warm[key], torch.float32), strict=False)
+            # a warm start from before the skip (model.skip_resolution) lacks only its zero-initialised input
+            if unexpected or any(not k.startswith("decoder.skip_in.") for k in missing):
+                raise RuntimeError(f"{path}: {key} does not fit: missing {missing}, unexpected {unexpected}")
+            if missing:
+                print(f"warm start: {key} starts {missing} at zero (new since that step)", flush=True)
         self.load_classifiers(warm)
         self.state = State(step=warm["step"], images_seen=warm["images_seen"], train_seconds=warm["train_seconds"],
                            segments=warm["segments"])
@@ -350,11 +358,12 @@ class Trainer:
         cond = labels_to_condition(labels)
         cond_target = target_condition(labels.cpu(), target.cpu(), scale_range=tuple(s.target_scale)).to(self.device)
 
-        mu, logvar, head_logits = self._forward(self.model.encode, x)
+        mu, logvar, head_logits, skip = self._forward(self.model.encoder.with_skip, x)
         self._track_latents(mu.detach())
         z = self.model.reparameterize(mu, logvar)
+        skip = self._drop_skips(skip)
         # The edit pass decodes from a detached latent: edits teach the decoder, not the encoder.
-        recon, edited, mask = self._forward(self._edit_pass, z, cond, cond_target)
+        recon, edited, mask = self._forward(self._edit_pass, z, cond, cond_target, skip)
         fake = composite(x, recon.detach(), edited, mask)  # (B, 3, S, S)
         prior = self._forward(self._prior_decode, mu.detach(), labels) if s.prior_realism_weight > 0 else None
 
@@ -449,11 +458,20 @@ class Trainer:
         changed = ((target.round() != labels) & group.to(labels.device)).any(dim=1)
         return torch.where(changed, scale, 1.0).to(labels.dtype)
 
-    def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor):
-        """model.edit with the reconstruction's latent kept attached (it trains the encoder) and the edit's
-        latent detached."""
+    def _drop_skips(self, skip: torch.Tensor) -> torch.Tensor | None:
+        """The skip features with a random skip_dropout share of the images' zeroed; None for a model without."""
+        if not self.config.skip_resolution:
+            return None
+        keep = (torch.rand(skip.shape[0], 1, 1, 1, device=skip.device) >= self.settings.skip_dropout).to(skip.dtype)
+        return skip * keep
+
+    def _edit_pass(self, z: torch.Tensor, cond: torch.Tensor, cond_target: torch.Tensor,
+                   skip: torch.Tensor | None = None):
+        """model.edit with the reconstruction's latent (and skip features) kept attached (they train the encoder)
+        and the edit's detached."""
         n = z.shape[0]
-        images, features = self.model.decoder(torch.cat([z, z.detach()]), torch.cat([cond, cond_target]))
+        skips = None if skip is None else torch.cat([skip, skip.detach()])
+        images, features = self.model.decoder(torch.cat([z, z.detach()]), torch.cat([cond, cond_target]), skips)
         mask = self.model.mask_head(features[:n], features[n:])
         return images[:n], images[n:], mask
 

@@ -40,6 +40,8 @@ parser.add_argument("--warm-start-out", default=None,
                     help="where the half-precision warm start goes (default model/weights/<name>.warm.pt)")
 parser.add_argument("--resume", action="store_true",
                     help="continue from the run's checkpoint, else from the committed warm start")
+parser.add_argument("--from", dest="from_warm", type=Path,
+                    help="start from this warm start (fresh optimisers), e.g. another run's; a new run's first segment")
 parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
 parser.add_argument("--classifiers-from", type=Path,
                     help="a checkpoint or warm start whose training classifiers fill the slots with the same settings "
@@ -62,10 +64,14 @@ def code_version() -> str | None:
 if args.threads:
     torch.set_num_threads(args.threads)
 overrides = {k: v for k, v in vars(args).items()
-             if k not in ("config", "resume", "warm_start_out", "threads", "classifiers_from")}
+             if k not in ("config", "resume", "warm_start_out", "threads", "classifiers_from", "from_warm")}
 settings = load_settings(args.config, overrides)
 warm_path = Path(args.warm_start_out) if args.warm_start_out else ROOT / "model" / "weights" / f"{settings.name}.warm.pt"
 trainer = Trainer(settings)
+if args.from_warm and args.resume:
+    sys.exit("--from starts a run and --resume continues one: give one of them")
+if args.from_warm:
+    trainer.load_warm_start(args.from_warm)
 if args.resume:
     if trainer.checkpoint_path.exists():
         trainer.load_checkpoint(trainer.checkpoint_path)
