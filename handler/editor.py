@@ -73,6 +73,19 @@ class Paste:
 class Encoded:
     mu: Tensor  # (B, latent)
     probs: Tensor  # (B, 40) attribute presence in [0, 1]
+    skip: Tensor | None = None  # (B, C, r, r) the encoder's features the decoder reads too; None: a model without
+
+
+def encoder_outputs(out: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The artifact's encode (mean latent, log-variance, logits[, skip]) with the skip None where there is none:
+    artifacts before the skip return 3 values, later ones 4, the last (B, 0, 1, 1) for a model without it."""
+    skip = out[3] if len(out) > 3 and out[3].shape[1] > 0 else None
+    return out[0], out[1], out[2], skip
+
+
+def repeat_skip(skip: Tensor | None, times: int) -> Tensor | None:
+    """Skip features for `times` copies of the batch (as Tensor.repeat does to the latents)."""
+    return None if skip is None else skip.repeat(times, 1, 1, 1)
 
 
 @dataclass
@@ -263,8 +276,8 @@ class Editor:
     @tracer.capture_method
     def encode(self, x: Tensor) -> Encoded:
         with inference():
-            mu, _, logits = self.module(x)
-        return Encoded(mu=mu, probs=torch.sigmoid(logits))
+            mu, _, logits, skip = encoder_outputs(self.module(x))
+        return Encoded(mu=mu, probs=torch.sigmoid(logits), skip=skip)
 
     def plan(self, edits: dict[str, float | str]) -> list[PlannedEdit]:
         """Validate names and values: a number is a target presence in [0, 1]; a signed string like "+0.3"
@@ -316,11 +329,12 @@ class Editor:
         return edited
 
     @tracer.capture_method
-    def decode(self, mu: Tensor, probs: Tensor) -> Tensor:
+    def decode(self, mu: Tensor, probs: Tensor, skip: Tensor | None = None) -> Tensor:
+        cond = condition(probs, self.condition_limit)
         with inference():
-            return self.module.decode(mu, condition(probs, self.condition_limit))
+            return self.module.decode(mu, cond) if skip is None else self.module.decode(mu, cond, skip)
 
-    def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor
+    def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor, skip: Tensor | None = None
                     ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
         """D(mu, a) and D(mu, a') (B, 3, S, S) in [-1, 1], decoded in one batch; where the change is pasted, (B, S, S)
         float32 in [0, 1] (the learned mask widened to the change, floored, times the border feather; v1: the
@@ -328,7 +342,8 @@ class Editor:
         Takes decoder conditions, so scripts/evaluate.py measures exactly this."""
         with inference():
             if self.learned_mask:
-                base, edited, mask = self.module.edit(mu, cond_before, cond_after)
+                base, edited, mask = (self.module.edit(mu, cond_before, cond_after) if skip is None
+                                      else self.module.edit(mu, cond_before, cond_after, skip))
                 return base, edited, *learned_pastes(mask, base, edited, cond_before, cond_after, self.feather,
                                                      self.replacing)
             n = mu.shape[0]
@@ -337,10 +352,10 @@ class Editor:
         return decoded[:n], decoded[n:], paste, np.zeros_like(paste)
 
     @tracer.capture_method
-    def pastes(self, mu: Tensor, before: Tensor, after: Tensor) -> Paste:
+    def pastes(self, mu: Tensor, before: Tensor, after: Tensor, skip: Tensor | None = None) -> Paste:
         """The edit from attribute presences `before` to `after` (B, 40) for each face, ready to paste."""
         limit = self.condition_limit
-        base, edited, mask, replace = self.decode_edit(mu, condition(before, limit), condition(after, limit))
+        base, edited, mask, replace = self.decode_edit(mu, condition(before, limit), condition(after, limit), skip)
         return Paste(to_residual(edited - base), mask, replace, to_pixels(base))
 
     @tracer.capture_method
@@ -368,7 +383,7 @@ class Editor:
         crops, x = self.preprocess(rgb, faces)
         enc = self.encode(x)
         after = self.apply(enc.probs, planned, strength)
-        paste = self.pastes(enc.mu, enc.probs, after)
+        paste = self.pastes(enc.mu, enc.probs, after, enc.skip)
         edited = self.postprocess(rgb, faces, paste)
         if not measure:
             return edited, [FaceResult(i, f, self.catalog.scores(b)) for (i, f), b in zip(chosen, enc.probs)]
@@ -414,7 +429,8 @@ class Editor:
         for start in range(0, frames, per_call):
             chunk = ts[start:start + per_call]
             after = torch.cat([a0 + float(t) * (a1 - a0) for t in chunk])  # (len(chunk) * n, 40)
-            paste = self.pastes(enc.mu.repeat(len(chunk), 1), enc.probs.repeat(len(chunk), 1), after)
+            paste = self.pastes(enc.mu.repeat(len(chunk), 1), enc.probs.repeat(len(chunk), 1), after,
+                                repeat_skip(enc.skip, len(chunk)))
             out += [self.postprocess(rgb, faces, paste.rows(i * n, (i + 1) * n)) for i in range(len(chunk))]
         return out
 
@@ -426,14 +442,15 @@ class Editor:
         _, x = self.preprocess(rgb_a, [fa])
         _, y = self.preprocess(rgb_b, [fb])
         enc = self.encode(torch.cat([x, y]))
-        recon = self.decode(enc.mu, enc.probs)
+        recon = self.decode(enc.mu, enc.probs, enc.skip)
         sharp = [face_ops.warp_to_crop(img, face_ops.with_crop_size(f, size)).astype(np.float32)
                  for img, f in ((rgb_a, fa), (rgb_b, fb))]
         detail = [s - _upsample(r, size) for s, r in zip(sharp, to_pixels(recon))]
         ts = torch.linspace(0.0, 1.0, frames)[:, None]
         mus = enc.mu[0:1] + ts * (enc.mu[1:2] - enc.mu[0:1])  # (F, latent)
         probs = enc.probs[0:1] + ts * (enc.probs[1:2] - enc.probs[0:1])  # (F, 40)
-        morphs = to_pixels(self.decode(mus, probs))
+        skips = None if enc.skip is None else enc.skip[0:1] + ts[:, :, None, None] * (enc.skip[1:2] - enc.skip[0:1])
+        morphs = to_pixels(self.decode(mus, probs, skips))
         out = []
         for t, m in zip(ts[:, 0].tolist(), morphs):
             frame = _upsample(m, size) + (1 - t) * detail[0] + t * detail[1]

@@ -20,10 +20,12 @@ from model.data import CelebASplit, to_tensor_batch
 from model.judge import at_resolution
 from model.losses import ripple_penalty
 
-Encode = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # x -> (mu, logvar, attribute logits)
-# (z, condition, edited condition) -> (D(z, a), D(z, a'), paste mask (B, 1, S, S), replace weight (B, 1, S, S)) as
+# x -> (code, logvar, attribute logits): the code is what Edit decodes from (the mean latent, and with a model that
+# has a skip its skip features: model/evaluate.Coded)
+Encode = Callable[[Tensor], tuple[object, Tensor, Tensor]]
+# (code, condition, edited condition) -> (D(z, a), D(z, a'), paste mask (B, 1, S, S), replace weight (B, 1, S, S)) as
 # the service applies them: crop + mask * (D(z, a') - D(z, a)) + replace * (D(z, a) - crop)
-Edit = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
+Edit = Callable[[object, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
     for start in range(0, len(split), batch_size):
         x = to_tensor_batch(split.images[start:start + batch_size])
         labels = torch.from_numpy(split.labels[start:start + batch_size])
-        mu, _, logits = encode(x)
+        code, _, logits = encode(x)
         probs = torch.sigmoid(logits)
         cond = condition(probs, settings.condition_limit)
         seen_input = {j: read(judge, x) for j, judge in judges.items()}
@@ -89,7 +91,7 @@ def evaluate_edits(encode: Encode, edit: Edit, judges: dict[str, torch.nn.Module
         columns = [x[:grid_rows]] if start == 0 else None
         for k, a in enumerate(attributes):
             target = 1.0 - labels[:, a]
-            base, raw, paste, replace = edit(mu, cond, condition(requested_presence(probs, a, target, settings),
+            base, raw, paste, replace = edit(code, cond, condition(requested_presence(probs, a, target, settings),
                                                                  settings.condition_limit))
             service = (x + paste * (raw - base) + replace * (base - x)).clamp(-1, 1)
             ripple[k] += float(ripple_penalty(service - x)) * len(x)

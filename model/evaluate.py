@@ -39,15 +39,35 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     return s.flatten(1).mean(1)
 
 
+class Coded:
+    """A CVAE under the names model/edit_eval and the metrics below expect: encode(x) -> (code, logvar, logits),
+    decode(code, attrs), edit(code, attrs, target), where a face's code is (mean latent, skip features or None):
+    what the service decodes it from."""
+
+    def __init__(self, model: CVAE):
+        self.model = model
+
+    def encode(self, x: Tensor) -> tuple[tuple[Tensor, Tensor | None], Tensor, Tensor]:
+        mu, logvar, logits, skip = self.model.encoder.with_skip(x)
+        return (mu, skip if self.model.config.skip_resolution else None), logvar, logits
+
+    def decode(self, code: tuple[Tensor, Tensor | None], attrs: Tensor) -> Tensor:
+        return self.model.decode(code[0], attrs, code[1])
+
+    def edit(self, code: tuple[Tensor, Tensor | None], attrs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.model.edit(code[0], attrs, target, code[1])
+
+
 @torch.inference_mode()
-def reconstruction_and_attribute_metrics(model: CVAE, split: CelebASplit, batch_size: int = 256) -> dict:
-    """PSNR/SSIM of D(mu, a_true) against the input, and the attribute head's accuracy (per attribute, mean)."""
+def reconstruction_and_attribute_metrics(model: Coded, split: CelebASplit, batch_size: int = 256) -> dict:
+    """PSNR/SSIM of D(code, a_true) against the input, and the attribute head's accuracy (per attribute, mean).
+    `model`: a Coded CVAE, or the served module under the same names (scripts/evaluate.py)."""
     psnrs, ssims, correct = [], [], np.zeros(split.labels.shape[1])
     for start in range(0, len(split), batch_size):
         x = to_tensor_batch(split.images[start:start + batch_size])
         labels = torch.from_numpy(split.labels[start:start + batch_size])
-        mu, _, logits = model.encode(x)
-        recon = model.decode(mu, labels_to_condition(labels))
+        code, _, logits = model.encode(x)
+        recon = model.decode(code, labels_to_condition(labels))
         psnrs.append(psnr(recon, x))
         ssims.append(ssim(recon, x))
         correct += ((logits > 0).float() == labels).float().sum(0).numpy()
@@ -87,10 +107,10 @@ class EditSetting:
 def measure_edit_setting(model: CVAE, edit: Edit, split: CelebASplit, attributes: list[int], gain: float,
                          condition_limit: float) -> EditSetting:
     """The 13-attribute protocol of model/edit_eval at strength 1, on the service's output (`edit` returns its paste
-    mask), read by the model's own head. For calibrating the service's gain and condition limit: the independent
-    judges are a separate, stricter measurement and are never used for it."""
+    mask), read by the model's own head. `edit` takes Coded's codes. For calibrating the service's gain and
+    condition limit: the independent judges are a separate, stricter measurement and are never used for it."""
     settings = EditSettings(gain=gain, strength=1.0, condition_limit=condition_limit)
-    own = evaluate_edits(model.encode, edit, {"own": OwnHead(model.eval())}, split, attributes, settings,
+    own = evaluate_edits(Coded(model).encode, edit, {"own": OwnHead(model.eval())}, split, attributes, settings,
                          grid_rows=1)["judges"]["own"]
     return EditSetting(gain, condition_limit, round(float(own["edit_accuracy"].mean()), 4),
                        round(float(own["preservation_error"].mean()), 4),

@@ -7,6 +7,7 @@ moving to torch.export or ONNX later changes these two files.
 import copy
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +64,10 @@ def serving_decoder(decoder: Decoder) -> Decoder:
 
 
 class ServingCVAE(nn.Module):
-    """What the service runs: forward = encode (mean latent, log-variance, attribute logits); decode(z, attrs);
-    edit(z, attrs, target) = (D(z, a), D(z, a'), mask) in one batch; sample_latent(eps) for new faces."""
+    """What the service runs: forward = encode (mean latent, log-variance, attribute logits, skip features);
+    decode(z, attrs, skip); edit(z, attrs, target, skip) = (D(z, a), D(z, a'), mask) in one batch; sample_latent(eps)
+    for new faces (decoded without a skip). Artifacts exported before the skip have a 3-tuple forward and no skip
+    arguments; handler/editor.py reads both."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, mask_head: MaskHead, latent_mean: Tensor,
                  latent_scale: Tensor):
@@ -75,17 +78,21 @@ class ServingCVAE(nn.Module):
         self.register_buffer("latent_mean", latent_mean)
         self.register_buffer("latent_scale", latent_scale)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.encoder(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(mean latent, log-variance, attribute logits, skip features); the last is (B, 0, 1, 1) for a model
+        without a skip (model.cvae.CVAEConfig.skip_resolution 0)."""
+        return self.encoder.with_skip(x)
 
     @torch.jit.export
-    def decode(self, z: Tensor, attrs: Tensor) -> Tensor:
-        return self.decoder(z, attrs)[0]
+    def decode(self, z: Tensor, attrs: Tensor, skip: Optional[Tensor] = None) -> Tensor:
+        return self.decoder(z, attrs, skip)[0]
 
     @torch.jit.export
-    def edit(self, z: Tensor, attrs: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def edit(self, z: Tensor, attrs: Tensor, target: Tensor, skip: Optional[Tensor] = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
         n = z.shape[0]
-        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]))  # (2B, 3, S, S), (2B, C, S, S)
+        skips = None if skip is None else torch.cat([skip, skip])
+        images, features = self.decoder(torch.cat([z, z]), torch.cat([attrs, target]), skips)  # (2B, 3 or C, S, S)
         return images[:n], images[n:], self.mask_head(features[:n], features[n:])
 
     @torch.jit.export

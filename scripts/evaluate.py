@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
 from handler import faces as face_ops  # noqa: E402
-from handler.editor import CONDITION_LIMIT, Editor  # noqa: E402
+from handler.editor import CONDITION_LIMIT, Editor, encoder_outputs  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
@@ -69,14 +69,22 @@ settings = EditSettings(gain=editor.edit_gain, strength=args.strength, condition
 
 
 class Served:
-    """The TorchScript module under the names model/evaluate.py and model/edit_eval.py expect."""
-
-    encode = staticmethod(lambda x: module(x))
-    decode = staticmethod(lambda z, a: module.decode(z, a))
+    """The TorchScript module under the names model/evaluate.py and model/edit_eval.py expect; a face's code is
+    (mean latent, skip features or None), as handler/editor.Encoded holds them."""
 
     @staticmethod
-    def edit(z, a, a2):
-        base, edited, paste, replace = editor.decode_edit(z, a, a2)
+    def encode(x):
+        mu, logvar, logits, skip = encoder_outputs(module(x))
+        return (mu, skip), logvar, logits
+
+    @staticmethod
+    def decode(code, a):
+        mu, skip = code
+        return module.decode(mu, a) if skip is None else module.decode(mu, a, skip)
+
+    @staticmethod
+    def edit(code, a, a2):
+        base, edited, paste, replace = editor.decode_edit(code[0], a, a2, code[1])
         return base, edited, torch.from_numpy(paste)[:, None], torch.from_numpy(replace)[:, None]
 
 

@@ -22,7 +22,7 @@ from handler.editor import crop_feather, learned_pastes, replacing  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
 from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute,  # noqa: E402
-                            describe_settings_by_attribute, measure_edit_setting,
+                            Coded, describe_settings_by_attribute, measure_edit_setting,
                             reconstruction_and_attribute_metrics)
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
 
@@ -66,7 +66,7 @@ args = parser.parse_args()
 model, ckpt = load_checkpoint(args.checkpoint)
 size = model.config.image_size
 test = load_split(args.data_dir, "test", size=size, cache_dir=args.cache_dir, limit=args.limit)
-metrics = reconstruction_and_attribute_metrics(model, test)
+metrics = reconstruction_and_attribute_metrics(Coded(model), test)
 per_attr = metrics.pop("attribute_accuracy")
 settings = ckpt["settings"]
 
@@ -80,8 +80,8 @@ feather = crop_feather(size)
 replaced = replacing(list(CELEBA_ATTRIBUTES))
 
 
-def service_edit(z, a, a2):
-    base, edited, mask = model.edit(z, a, a2)
+def service_edit(code, a, a2):
+    base, edited, mask = Coded(model).edit(code, a, a2)
     paste, replace = learned_pastes(mask, base, edited, a, a2, feather, replaced)
     return base, edited, torch.from_numpy(paste)[:, None], torch.from_numpy(replace)[:, None]
 

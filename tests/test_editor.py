@@ -44,7 +44,7 @@ def test_the_card_sets_how_far_the_decoder_condition_may_go(editor, monkeypatch)
     assert (wider.condition_limit == 5.0).all()
     seen = []
     zero = torch.zeros(1, 3, 64, 64)
-    monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None, None))
+    monkeypatch.setattr(wider, "decode_edit", lambda mu, before, after, skip=None: seen.append(after) or (zero, zero, None, None))
     probs = torch.full((1, 40), 0.1)
     wider.pastes(torch.zeros(1, 8), probs, wider.apply(probs, [PlannedEdit(SMILING, 1.0, False)], strength=3.0))
     assert seen[0][0, SMILING].item() == pytest.approx(5.0)  # 2 * (0.1 + 2 * 3 * 0.9) - 1 = 10.9, capped
@@ -63,7 +63,7 @@ def test_the_card_may_give_an_attribute_its_own_gain_and_limit(editor, monkeypat
     assert out[0, NO_BEARD].item() == pytest.approx(0.1 + 2.0 * 0.9)  # the card's edit_gain
     seen = []
     zero = torch.zeros(1, 3, 64, 64)
-    monkeypatch.setattr(tuned, "decode_edit", lambda mu, before, after: seen.append(after) or (zero, zero, None, None))
+    monkeypatch.setattr(tuned, "decode_edit", lambda mu, before, after, skip=None: seen.append(after) or (zero, zero, None, None))
     tuned.pastes(torch.zeros(1, 8), probs, out)
     assert seen[0][0, SMILING].item() == pytest.approx(6.0)  # 2 * 3.7 - 1 = 6.4, capped at its own 6
     assert seen[0][0, NO_BEARD].item() == pytest.approx(2 * 1.9 - 1)  # under the card's 3

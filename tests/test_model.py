@@ -214,7 +214,8 @@ def test_torchscript_round_trip_matches_eager(model, tmp_path):
     x, labels = batch()
     with torch.inference_mode():
         mu, logvar, logits = model.encode(x)
-        mu2, logvar2, logits2 = loaded.module(x)
+        mu2, logvar2, logits2, skip = loaded.module(x)
+        assert skip.shape == (4, 0, 1, 1)  # a model without a skip says so with an empty tensor
         cond, target = labels_to_condition(labels), labels_to_condition(flip_some(labels))
         torch.testing.assert_close(mu2, mu)
         torch.testing.assert_close(logvar2, logvar)
@@ -224,6 +225,50 @@ def test_torchscript_round_trip_matches_eager(model, tmp_path):
             torch.testing.assert_close(got, want)
         eps = torch.randn(3, CONFIG.latent_dim)
         torch.testing.assert_close(loaded.module.sample_latent(eps), eps)  # without a fitted prior: N(0, I)
+
+
+SKIP_CONFIG = CVAEConfig(image_size=SIZE, latent_dim=16, channels=[8, 8, 16, 16], mask_channels=4, skip_resolution=8)
+
+
+def test_a_new_skip_starts_at_zero_and_then_carries_the_encoder_features():
+    """A model trained without the skip loads into one with it (strict=False: only the skip's input is missing) and
+    decodes exactly as before; once the skip's weights move, the decode depends on the encoder's features."""
+    torch.manual_seed(0)
+    plain, skipped = CVAE(CONFIG).eval(), CVAE(SKIP_CONFIG).eval()
+    missing, unexpected = skipped.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["decoder.skip_in.bias", "decoder.skip_in.weight"] and not unexpected
+    x, labels = batch()
+    cond = labels_to_condition(labels)
+    with torch.no_grad():
+        mu, _, _, skip = skipped.encoder.with_skip(x)
+        assert skip.shape == (4, 16, 8, 8)  # the encoder's features at 8x8 of a 64 px face
+        torch.testing.assert_close(skipped.decode(mu, cond, skip), plain.decode(mu, cond))
+        torch.nn.init.normal_(skipped.decoder.skip_in.weight)
+        assert not torch.allclose(skipped.decode(mu, cond, skip), skipped.decode(mu, cond))  # None: no skip
+        with pytest.raises(ValueError, match="skip_resolution"):
+            CVAE(CVAEConfig(image_size=SIZE, latent_dim=16, channels=[8, 8, 16, 16], skip_resolution=12))
+
+
+def test_torchscript_round_trip_with_a_skip(tmp_path):
+    """The served module returns the skip features with the encoding and takes them back in decode and edit; the
+    service (handler.editor.encoder_outputs) reads them, and without them decodes as /v1/generate does."""
+    torch.manual_seed(0)
+    model = CVAE(SKIP_CONFIG).eval()
+    torch.nn.init.normal_(model.decoder.skip_in.weight, std=0.1)
+    export_torchscript(model, tmp_path, {"version": "test", "attributes": [], "resolution": SIZE})
+    from handler.artifact import load_model
+    from handler.editor import encoder_outputs
+    loaded = load_model(tmp_path)
+    x, labels = batch()
+    cond, target = labels_to_condition(labels), labels_to_condition(flip_some(labels))
+    with torch.inference_mode():
+        mu, _, _, skip = model.encoder.with_skip(x)
+        mu2, _, _, skip2 = encoder_outputs(loaded.module(x))
+        torch.testing.assert_close(skip2, skip)
+        torch.testing.assert_close(loaded.module.decode(mu, cond, skip), model.decode(mu, cond, skip))
+        torch.testing.assert_close(loaded.module.decode(mu, cond), model.decode(mu, cond))
+        for got, want in zip(loaded.module.edit(mu, cond, target, skip), model.edit(mu, cond, target, skip)):
+            torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("side", [1, 4, 7])

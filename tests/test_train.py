@@ -75,6 +75,40 @@ def test_train_checkpoints_resumes_and_exports(tmp_path):
     assert loaded.version == card["version"] and loaded.resolution == 128
 
 
+def test_a_run_with_a_skip_starts_from_a_warm_start_without_one_and_serves_its_edits(tmp_path):
+    """`--from` another run's warm start (a model without the skip): the skip's input starts at zero, the run trains
+    and exports, and the service encodes, edits and generates through it."""
+    import numpy as np
+    from skimage.data import astronaut
+
+    from handler.editor import Editor
+
+    plain_warm, skip_warm = tmp_path / "plain.pt", tmp_path / "skip.pt"
+    run([sys.executable, "scripts/train.py", "--config", str(write_config(tmp_path, steps=1)),
+         "--warm-start-out", str(plain_warm)])
+    (tmp_path / "skip").mkdir()
+    config = write_config(tmp_path / "skip", steps=3, skip_dropout=0.5)
+    spec = json.loads(config.read_text())
+    spec["model"]["skip_resolution"] = 16
+    config.write_text(json.dumps(spec))
+    out = run([sys.executable, "scripts/train.py", "--config", str(config), "--from", str(plain_warm),
+               "--warm-start-out", str(skip_warm)])
+    assert "decoder.skip_in.weight" in out and "step 3/3" in out
+    saved = torch.load(skip_warm, weights_only=False)
+    assert saved["config"]["skip_resolution"] == 16 and saved["model"]["decoder.skip_in.weight"].abs().sum() > 0
+    run([sys.executable, "scripts/export.py", "--checkpoint", str(skip_warm), "--out-dir", str(tmp_path / "artifact"),
+         "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
+         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3"])
+    editor = Editor(load_model(tmp_path / "artifact"))
+    rgb = astronaut()
+    _, x = editor.preprocess(rgb, editor.find_faces(rgb)[:1])
+    assert editor.encode(x).skip.shape == (1, 8, 16, 16)
+    edited, faces = editor.edit(rgb, editor.plan({"Smiling": 1.0}))
+    assert edited.shape == rgb.shape and faces[0].after is not None
+    assert not np.array_equal(edited, rgb)
+    assert len(editor.generate([], count=2, seed=0, size=64)) == 2
+
+
 def test_training_classifier_is_trained_once_then_frozen_across_resumes(tmp_path):
     """Segment 2's change: a config that adds the training classifier trains it when the segment starts, keeps it
     in checkpoint and warm start, and never trains it again on resume."""
