@@ -249,6 +249,17 @@ def test_a_new_skip_starts_at_zero_and_then_carries_the_encoder_features():
             CVAE(CVAEConfig(image_size=SIZE, latent_dim=16, channels=[8, 8, 16, 16], skip_resolution=12))
 
 
+def test_a_training_step_with_a_skip_trains_its_input_at_its_own_rate():
+    torch.manual_seed(0)
+    trainer = Trainer(TrainSettings(model=SKIP_CONFIG.to_dict(), critic={"channels": [8, 16, 16, 32]}, lr=1e-4,
+                                    skip_lr_scale=10.0, skip_dropout=0.5), device=torch.device("cpu"))
+    assert [g["lr"] for g in trainer.opt_g.param_groups] == [1e-4, pytest.approx(1e-3)]
+    x, labels = batch(8)
+    losses = trainer.step(x.contiguous(memory_format=torch.channels_last), labels)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    assert trainer.model.decoder.skip_in.weight.abs().sum() > 0  # moved off its zero start
+
+
 def test_torchscript_round_trip_with_a_skip(tmp_path):
     """The served module returns the skip features with the encoding and takes them back in decode and edit; the
     service (handler.editor.encoder_outputs) reads them, and without them decodes as /v1/generate does."""
