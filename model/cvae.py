@@ -122,14 +122,15 @@ class Decoder(nn.Module):
         # first, so a model trained without them starts out decoding exactly as before
         sizes = [self.start * 2**i for i in range(len(stages))]
         self.skip_stage = sizes.index(config.skip_resolution) if config.skip_resolution in sizes else -1
-        skip_width = config.channels[len(config.channels) - 1 - self.skip_stage] if self.skip_stage >= 0 else 1
-        self.skip_in = nn.Conv2d(skip_width, widths[max(self.skip_stage, 0)], 1) if self.skip_stage >= 0 else None
-        if self.skip_in is not None:
+        self.skip_in = None
+        if self.skip_stage >= 0:
+            encoder_width = config.channels[len(config.channels) - 1 - self.skip_stage]  # its stage at that size
+            self.skip_in = nn.Conv2d(encoder_width, widths[self.skip_stage], 1)
             nn.init.zeros_(self.skip_in.weight)
             nn.init.zeros_(self.skip_in.bias)
 
     def forward(self, z: Tensor, attrs: Tensor, skip: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """skip: the encoder's features at skip_resolution, or None (a new face, or a model without a skip)."""
+        """skip: the encoder's features at skip_resolution, or None (a new face); a model without a skip ignores it."""
         b = z.shape[0]
         h = self.fc(torch.cat([z, attrs], dim=1)).view(b, self.top_channels, self.start, self.start)  # (B, C, 4, 4)
         h = F.leaky_relu(h, 0.2)
@@ -199,7 +200,7 @@ class CVAE(nn.Module):
     def forward(self, x: Tensor, attrs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Reconstruct x under its own (given) attributes from a sampled latent."""
         mu, logvar, attr_logits, skip = self.encoder.with_skip(x)
-        recon = self.decode(self.reparameterize(mu, logvar), attrs, skip if self.config.skip_resolution else None)
+        recon = self.decode(self.reparameterize(mu, logvar), attrs, skip)  # an empty skip: ignored
         return recon, mu, logvar, attr_logits
 
 

@@ -28,8 +28,7 @@ def edit_columns(model, x: Tensor, labels01: Tensor, attribute_indices: list[int
     from model.attribute_rules import flip
     from model.cvae import composite, labels_to_condition
 
-    mu, _, _, skip = model.encoder.with_skip(x)
-    skip = skip if model.config.skip_resolution else None
+    mu, _, _, skip = model.encoder.with_skip(x)  # skip: empty for a model without one, and then ignored
     cond = labels_to_condition(labels01)
     columns = [x, model.decode(mu, cond, skip)]
     masks = []
