@@ -1,8 +1,9 @@
 """Runs the exported CVAE on faces in photos, as named stages that can be tested alone:
 find faces -> preprocess (align to the model's crop) -> encode -> plan the edit -> decode -> postprocess
 (residual D(mu, a') - D(mu, a) added to the original pixels through the model's learned edit mask, widened to where
-the decoder's change is large, times a feather at the crop border; where that change is very large the photo's own
-detail is replaced by the decoder's; a model without a learned mask gets the fixed ellipse of faces.face_mask).
+the decoder's change is large, times a feather at the crop border, and bounded by the card's edit regions for the
+attributes it maps; where that change is very large the photo's own detail is replaced by the decoder's; a model
+without a learned mask gets the fixed ellipse of faces.face_mask).
 Untouched pixels come back bit-identical."""
 
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ def encoder_outputs(out: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Te
     artifacts before the skip return 3 values, later ones 4, the last (B, 0, 1, 1) for a model without it."""
     skip = out[3] if len(out) > 3 and out[3].shape[1] > 0 else None
     return out[0], out[1], out[2], skip
+
+
+def with_skip(skip: Tensor | None, *args: Tensor) -> tuple[Tensor, ...]:
+    """Arguments for the artifact's decode/edit: the skip goes last, and only where there is one, since artifacts
+    before the skip take none."""
+    return args if skip is None else (*args, skip)
 
 
 def repeat_skip(skip: Tensor | None, times: int) -> Tensor | None:
@@ -200,12 +207,56 @@ def paste_masks(mask: Tensor, feather: np.ndarray, change: Tensor | None = None)
     return m * feather[None]
 
 
+@dataclass(frozen=True)
+class EditRegions:
+    """Where each attribute's edit may reach in the crop (the card's edit_regions, model/regions.py)."""
+    maps: Tensor  # (A, S, S) in [0, 1]; ones for an attribute without a map
+    mapped: Tensor  # (A,) bool: the attributes that have one
+
+
+def read_edit_regions(card: dict, names: list[str], size: int) -> EditRegions | None:
+    """The card's edit_regions (square grids of values in [0, 1], named by attribute) upsampled to the crop size S;
+    None for a card without any (every edit may reach the whole learned mask)."""
+    spec = card.get("edit_regions")
+    if not spec:
+        return None
+    maps, mapped = torch.ones(len(names), size, size), torch.zeros(len(names), dtype=torch.bool)
+    for name, rows in spec.get("maps", {}).items():
+        try:
+            grid = torch.tensor(rows, dtype=torch.float32)
+        except (TypeError, ValueError):  # ragged rows, or not numbers
+            grid = torch.empty(0)
+        if name not in names or grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 2 \
+                or not bool(((grid >= 0) & (grid <= 1)).all()):
+            raise ArtifactError(f"model card: edit_regions[{name!r}] is not a square grid of values in [0, 1] "
+                                f"for one of the model's attributes")
+        i = names.index(name)
+        maps[i] = torch.nn.functional.interpolate(grid[None, None], size=(size, size), mode="bilinear",
+                                                  align_corners=False)[0, 0].clamp(0.0, 1.0)
+        mapped[i] = True
+    return EditRegions(maps, mapped) if mapped.any() else None
+
+
+def region_masks(regions: EditRegions, cond_before: Tensor, cond_after: Tensor) -> np.ndarray:
+    """(B, S, S) float32 in [0, 1]: how far each face's edit may reach. An edit that changes only mapped attributes
+    reaches the union of their maps; one that changes any other attribute (a recolouring, age, sex) is not bounded."""
+    changed = (cond_after - cond_before).abs() > 1e-6  # (B, A)
+    bounded = changed.any(dim=1) & ~(changed & ~regions.mapped).any(dim=1)  # (B,)
+    mapped = regions.mapped
+    reach = (regions.maps[mapped][None] * changed[:, mapped, None, None]).amax(dim=1)  # (B, S, S); 0 if none mapped
+    return torch.where(bounded[:, None, None], reach, torch.ones_like(reach)).numpy().astype(np.float32)
+
+
 def learned_pastes(mask: Tensor, base: Tensor, edited: Tensor, cond_before: Tensor, cond_after: Tensor,
-                   feather: np.ndarray, which: Tensor) -> tuple[np.ndarray, np.ndarray]:
+                   feather: np.ndarray, which: Tensor, regions: EditRegions | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """A v2 model's paste of the edit D(mu, a) -> D(mu, a') ((B, 3, S, S), decoder conditions (B, A)): where the change
-    is pasted (paste_masks of its learned `mask` widened to the change) and where the photo's detail is replaced
-    (replace_masks), both (B, S, S) float32. The service and the export's calibration both paste with this."""
+    is pasted (paste_masks of its learned `mask` widened to the change, inside the edit's region where the card maps
+    one) and where the photo's detail is replaced (replace_masks), both (B, S, S) float32. The service and the
+    export's calibration both paste with this."""
     paste = paste_masks(mask, feather, change_masks(base, edited))
+    if regions is not None:
+        paste = paste * region_masks(regions, cond_before, cond_after)
     return paste, replace_masks(paste, base, edited, cond_before, cond_after, which)
 
 
@@ -234,6 +285,7 @@ class Editor:
         self.learned_mask = bool(model.card.get("learned_mask", False))
         self.feather = crop_feather(self.size) if self.learned_mask else face_ops.face_mask(self.size)
         self.replacing = replacing(model.attributes)
+        self.regions = read_edit_regions(model.card, list(model.attributes), self.size) if self.learned_mask else None
         prevalence = model.card.get("attribute_prevalence")
         self.prior = torch.tensor([prevalence[n] for n in self.catalog.names] if prevalence else
                                   [0.5] * len(self.catalog.names))
@@ -332,7 +384,7 @@ class Editor:
     def decode(self, mu: Tensor, probs: Tensor, skip: Tensor | None = None) -> Tensor:
         cond = condition(probs, self.condition_limit)
         with inference():
-            return self.module.decode(mu, cond) if skip is None else self.module.decode(mu, cond, skip)
+            return self.module.decode(*with_skip(skip, mu, cond))
 
     def decode_edit(self, mu: Tensor, cond_before: Tensor, cond_after: Tensor, skip: Tensor | None = None
                     ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
@@ -342,10 +394,9 @@ class Editor:
         Takes decoder conditions, so scripts/evaluate.py measures exactly this."""
         with inference():
             if self.learned_mask:
-                base, edited, mask = (self.module.edit(mu, cond_before, cond_after) if skip is None
-                                      else self.module.edit(mu, cond_before, cond_after, skip))
+                base, edited, mask = self.module.edit(*with_skip(skip, mu, cond_before, cond_after))
                 return base, edited, *learned_pastes(mask, base, edited, cond_before, cond_after, self.feather,
-                                                     self.replacing)
+                                                     self.replacing, self.regions)
             n = mu.shape[0]
             decoded = self.module.decode(torch.cat([mu, mu]), torch.cat([cond_before, cond_after]))  # (2B, 3, S, S)
         paste = np.repeat(self.feather[None], n, axis=0)

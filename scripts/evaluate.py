@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from handler.artifact import CARD_FILE, load_model  # noqa: E402  (what the service loads is what is measured)
 from handler import faces as face_ops  # noqa: E402
-from handler.editor import CONDITION_LIMIT, Editor, encoder_outputs  # noqa: E402
+from handler.editor import CONDITION_LIMIT, Editor, encoder_outputs, with_skip  # noqa: E402
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.edit_eval import EditSettings, evaluate_edits  # noqa: E402
@@ -80,7 +80,7 @@ class Served:
     @staticmethod
     def decode(code, a):
         mu, skip = code
-        return module.decode(mu, a) if skip is None else module.decode(mu, a, skip)
+        return module.decode(*with_skip(skip, mu, a))
 
     @staticmethod
     def edit(code, a, a2):

@@ -18,13 +18,14 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from handler.editor import crop_feather, learned_pastes, replacing  # noqa: E402  (the service's paste)
+from handler.editor import crop_feather, learned_pastes, read_edit_regions, replacing  # noqa: E402 (service)
 from model.attributes import CELEBA_ATTRIBUTES, EDIT_EVAL_ATTRIBUTES  # noqa: E402
 from model.data import CELEBA_CROP, SPLITS, label_bank, load_split, read_annotations, to_tensor_batch  # noqa: E402
 from model.evaluate import (choose_edit_setting, choose_edit_settings_by_attribute,  # noqa: E402
                             Coded, describe_settings_by_attribute, measure_edit_setting,
                             reconstruction_and_attribute_metrics)
 from model.export import export_torchscript, fit_latent_prior, load_checkpoint  # noqa: E402
+from model.regions import attribute_regions, regions_card_entry  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", default=str(ROOT / "model" / "weights" / "cvae128_gan.warm.pt"),
@@ -60,6 +61,10 @@ parser.add_argument("--prior-images", type=int, default=4096,
 parser.add_argument("--generation-temperature", type=float, default=0.7,
                     help="scale of the latent noise of new faces (/v1/generate): below 1 draws nearer the middle of "
                          "real faces' latents, where the decoder draws whole faces more often")
+parser.add_argument("--no-edit-regions", dest="edit_regions", action="store_false",
+                    help="leave out the edit regions (model/regions.py): edits of glasses, facial hair, bangs, "
+                         "baldness and an open mouth then reach as far as the learned mask")
+parser.add_argument("--region-images", type=int, help="train faces the edit regions are measured on (default: all)")
 parser.add_argument("--version", help="model version string (default: date and training steps)")
 args = parser.parse_args()
 
@@ -78,11 +83,19 @@ val = load_split(args.data_dir, "val", size=size, cache_dir=args.cache_dir, limi
 indices = [CELEBA_ATTRIBUTES.index(a) for a in EDIT_EVAL_ATTRIBUTES]
 feather = crop_feather(size)
 replaced = replacing(list(CELEBA_ATTRIBUTES))
+# Where glasses, a moustache, a beard, bangs, baldness and an open mouth may be pasted (model/regions.py): measured
+# on the whole train split, read back through the service's own reader, so calibration pastes as the service will.
+regions_entry = {}
+if args.edit_regions:
+    train_faces = load_split(args.data_dir, "train", size=size, cache_dir=args.cache_dir, limit=args.region_images)
+    regions_entry = regions_card_entry(attribute_regions(train_faces.images, train_faces.labels))
+    del train_faces
+regions = read_edit_regions({"edit_regions": regions_entry}, list(CELEBA_ATTRIBUTES), size)
 
 
 def service_edit(code, a, a2):
     base, edited, mask = Coded(model).edit(code, a, a2)
-    paste, replace = learned_pastes(mask, base, edited, a, a2, feather, replaced)
+    paste, replace = learned_pastes(mask, base, edited, a, a2, feather, replaced, regions)
     return base, edited, torch.from_numpy(paste)[:, None], torch.from_numpy(replace)[:, None]
 
 
@@ -128,6 +141,7 @@ card = {
     "edit_gain": chosen.gain,
     "condition_limit": chosen.condition_limit,
     "edit_settings_by_attribute": by_attribute,
+    "edit_regions": regions_entry,
     "edit_gain_calibration": {"split": "val", "images": len(val), "attributes": list(EDIT_EVAL_ATTRIBUTES),
                               "reader": "the model's own attribute head, on the service's output at strength 1",
                               "target_flip_rate": args.target_flip_rate,

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from handler.artifact import load_model
-from handler.editor import (Editor, PlannedEdit, change_masks, crop_feather, paste_masks, replace_masks,
-                            replace_weights, replacing)
+from handler.editor import (Editor, PlannedEdit, change_masks, crop_feather, paste_masks, read_edit_regions,
+                            region_masks, replace_masks, replace_weights, replacing)
 from handler.errors import InvalidRequest, UnknownAttribute
 from model.attributes import CELEBA_ATTRIBUTES
 from model.cvae import CVAE, CVAEConfig
@@ -163,6 +163,60 @@ def test_only_edits_that_add_or_take_away_a_thing_replace_the_photo():
     replace = replace_masks(paste, base, edited, before, after, which)
     assert (replace[0] == 1).all() and (replace[1] == 0).all() and (replace[2] == 0).all()
     assert (replace_masks(paste * 0.5, base, edited, before, after, which)[0] == 0.5).all()  # never past the paste
+
+
+def regions_card(**maps) -> dict:
+    return {"edit_regions": {"resolution": 4, "maps": maps}}
+
+
+EYES = [[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]  # a band across the middle of the crop
+CHIN = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 0]]
+
+
+def test_an_edit_of_mapped_attributes_reaches_only_their_regions():
+    """Glasses are pasted only around the eyes, glasses and a moustache at both; an edit that also changes an
+    unmapped attribute (a smile) is not bounded; a card without regions bounds nothing."""
+    names = list(CELEBA_ATTRIBUTES)
+    glasses, moustache = names.index("Eyeglasses"), names.index("Mustache")
+    regions = read_edit_regions(regions_card(Eyeglasses=EYES, Mustache=CHIN), names, 16)
+    assert regions.maps.shape == (40, 16, 16) and regions.mapped.sum() == 2
+    before = torch.full((3, 40), -1.0)
+    after = before.clone()
+    after[:, glasses] = 5.0
+    after[1, moustache] = 5.0
+    after[2, SMILING] = 5.0
+    reach = region_masks(regions, before, after)
+    assert reach.shape == (3, 16, 16) and reach.min() >= 0.0 and reach.max() <= 1.0
+    assert reach[0, 8, 8] == pytest.approx(1.0) and (reach[0, 14:] == 0).all() and (reach[0, :2] == 0).all()
+    assert reach[1, 8, 8] == pytest.approx(1.0) and reach[1, 15, 8] == pytest.approx(1.0) and reach[1, 15, 0] == 0
+    assert (reach[2] == 1).all()  # the smile may reach anywhere, so the whole edit may
+    assert (region_masks(regions, before, before) == 1).all()  # nothing asked: nothing to bound
+    assert read_edit_regions({}, names, 16) is None and read_edit_regions(regions_card(), names, 16) is None
+
+
+def test_bad_edit_regions_in_a_card_are_refused():
+    from handler.artifact import ArtifactError
+
+    names = list(CELEBA_ATTRIBUTES)
+    for maps in ({"Eyeglasses": [[0, 1], [1]]}, {"Eyeglasses": [[0, 2], [1, 1]]}, {"Not_An_Attribute": EYES},
+                 {"Eyeglasses": []}):
+        with pytest.raises(ArtifactError):
+            read_edit_regions(regions_card(**maps), names, 16)
+
+
+def test_the_editor_pastes_inside_the_cards_regions(editor):
+    """An edit of glasses alone is pasted nowhere outside the card's eye band; the same edit through an editor whose
+    card has no regions may reach further."""
+    from dataclasses import replace
+
+    bounded = Editor(replace(editor.model, card={**editor.model.card, **regions_card(Eyeglasses=EYES)}))
+    torch.manual_seed(2)
+    mu, probs = torch.randn(2, 8), torch.rand(2, 40)
+    after = bounded.apply(probs, bounded.plan({"glasses": 1.0}), 3.0)
+    paste = bounded.pastes(mu, probs, after)
+    reach = bounded.regions.maps[CELEBA_ATTRIBUTES.index("Eyeglasses")].numpy()
+    assert (paste.mask[:, reach == 0] == 0).all() and (paste.replace[:, reach == 0] == 0).all()
+    assert (paste.mask <= editor.pastes(mu, probs, after).mask + 1e-6).all()
 
 
 def test_an_edit_pastes_what_the_evaluation_measures(editor):

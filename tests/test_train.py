@@ -63,9 +63,11 @@ def test_train_checkpoints_resumes_and_exports(tmp_path):
 
     run([sys.executable, "scripts/export.py", "--checkpoint", str(warm), "--out-dir", str(tmp_path / "artifact"),
          "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
-         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3,2:4", "--by-attribute"])
+         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3,2:4", "--by-attribute",
+         "--region-images", "600"])
     card = json.loads((tmp_path / "artifact" / "model_card.json").read_text())
     assert card["learned_mask"] is True
+    assert {"Eyeglasses", "Bangs", "Mouth_Slightly_Open"} <= set(card["edit_regions"]["maps"])
     assert (card["edit_gain"], card["condition_limit"]) in ((1.0, 3.0), (2.0, 4.0))
     assert [s["gain"] for s in card["edit_gain_calibration"]["settings"]] == [1.0, 2.0]
     assert set(card["edit_settings_by_attribute"]) == set(EDIT_EVAL_ATTRIBUTES)
@@ -98,7 +100,7 @@ def test_a_run_with_a_skip_starts_from_a_warm_start_without_one_and_serves_its_e
     assert saved["config"]["skip_resolution"] == 16 and saved["model"]["decoder.skip_in.weight"].abs().sum() > 0
     run([sys.executable, "scripts/export.py", "--checkpoint", str(skip_warm), "--out-dir", str(tmp_path / "artifact"),
          "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "16",
-         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3"])
+         "--calibration-images", "16", "--prior-images", "64", "--edit-settings", "1:3", "--no-edit-regions"])
     editor = Editor(load_model(tmp_path / "artifact"))
     rgb = astronaut()
     _, x = editor.preprocess(rgb, editor.find_faces(rgb)[:1])
