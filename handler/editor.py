@@ -184,6 +184,11 @@ def replace_weights(base: Tensor, edited: Tensor) -> Tensor:
     return torch.nn.functional.avg_pool2d(w, 5, stride=1, padding=2, count_include_pad=False)
 
 
+def changed_attributes(cond_before: Tensor, cond_after: Tensor) -> Tensor:
+    """(B, A) bool: the attributes an edit changes, from the decoder conditions before and after it (B, A)."""
+    return (cond_after - cond_before).abs() > 1e-6
+
+
 def replacing(names: list[str]) -> Tensor:
     """(A,) bool over the model's attributes: those whose edit replaces the photo's detail (REPLACING_ATTRIBUTES)."""
     return torch.tensor([n in REPLACING_ATTRIBUTES for n in names])
@@ -193,7 +198,7 @@ def replace_masks(paste: np.ndarray, base: Tensor, edited: Tensor, cond_before: 
                   which: Tensor) -> np.ndarray:
     """(B, S, S) float32 in [0, paste]: where the photo's own detail gives way to D(mu, a), the paste weights times
     replace_weights for faces whose edit changes an attribute of `which` ((A,) bool, `replacing`); 0 elsewhere."""
-    asked = (((cond_after - cond_before).abs() > 1e-6) & which).any(dim=1)  # (B,)
+    asked = (changed_attributes(cond_before, cond_after) & which).any(dim=1)  # (B,)
     return paste * (replace_weights(base, edited)[:, 0] * asked[:, None, None]).numpy()
 
 
@@ -215,21 +220,20 @@ class EditRegions:
 
 
 def read_edit_regions(card: dict, names: list[str], size: int) -> EditRegions | None:
-    """The card's edit_regions (square grids of values in [0, 1], named by attribute) upsampled to the crop size S;
-    None for a card without any (every edit may reach the whole learned mask)."""
+    """The card's edit_regions (per attribute a square grid, rows of two hex digits a value: 00 = 0, ff = 1)
+    upsampled to the crop size S; None for a card without any (every edit may reach the whole learned mask)."""
     spec = card.get("edit_regions")
     if not spec:
         return None
     maps, mapped = torch.ones(len(names), size, size), torch.zeros(len(names), dtype=torch.bool)
     for name, rows in spec.get("maps", {}).items():
         try:
-            grid = torch.tensor(rows, dtype=torch.float32)
-        except (TypeError, ValueError):  # ragged rows, or not numbers
+            grid = torch.tensor([list(bytes.fromhex(r)) for r in rows], dtype=torch.float32) / 255.0
+        except (TypeError, ValueError):  # not strings of hex digits, or rows of different lengths
             grid = torch.empty(0)
-        if name not in names or grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 2 \
-                or not bool(((grid >= 0) & (grid <= 1)).all()):
-            raise ArtifactError(f"model card: edit_regions[{name!r}] is not a square grid of values in [0, 1] "
-                                f"for one of the model's attributes")
+        if name not in names or grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 2:
+            raise ArtifactError(f"model card: edit_regions[{name!r}] is not a square grid of hex values for one "
+                                f"of the model's attributes")
         i = names.index(name)
         maps[i] = torch.nn.functional.interpolate(grid[None, None], size=(size, size), mode="bilinear",
                                                   align_corners=False)[0, 0].clamp(0.0, 1.0)
@@ -240,7 +244,7 @@ def read_edit_regions(card: dict, names: list[str], size: int) -> EditRegions | 
 def region_masks(regions: EditRegions, cond_before: Tensor, cond_after: Tensor) -> np.ndarray:
     """(B, S, S) float32 in [0, 1]: how far each face's edit may reach. An edit that changes only mapped attributes
     reaches the union of their maps; one that changes any other attribute (a recolouring, age, sex) is not bounded."""
-    changed = (cond_after - cond_before).abs() > 1e-6  # (B, A)
+    changed = changed_attributes(cond_before, cond_after)
     bounded = changed.any(dim=1) & ~(changed & ~regions.mapped).any(dim=1)  # (B,)
     mapped = regions.mapped
     reach = (regions.maps[mapped][None] * changed[:, mapped, None, None]).amax(dim=1)  # (B, S, S); 0 if none mapped

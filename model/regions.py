@@ -9,6 +9,9 @@ at the chin. That map, grown and softened, bounds the service's paste for edits 
 
 Each attribute is compared within a group, so that its usual companions stay out of its map: facial hair and
 baldness among men (otherwise the map is the whole difference between men and women), bangs among women.
+
+The four hair colours share one map, the hair: where blond and black-haired faces differ, among women and among men
+(long and short hair), the larger of the two. Bounded by it, a recolouring no longer washes the face itself.
 """
 
 import warnings
@@ -28,6 +31,10 @@ REGION_GROUPS: dict[str, tuple[str, bool] | None] = {
     "Mustache": ("Male", True),
     "No_Beard": ("Male", True),
 }
+# The hair colours: one map for all four (an edit to blond also turns the other three off), where the lightest and
+# the darkest hair differ, within each sex.
+HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
+HAIR_CONTRAST = ("Blond_Hair", "Black_Hair")
 REGION_RESOLUTION = 32  # the card's maps; the service upsamples them to the model's crop
 MAX_FACES_PER_MEAN = 6000  # more changes the mean face by well under a grey level
 # The difference of means, over its 99th percentile, counts from LOW and in full from HIGH; then grown by GROW
@@ -56,11 +63,31 @@ def attribute_region(images: np.ndarray, labels: np.ndarray, name: str, *, min_f
         raise ValueError(f"too few faces to map {name}: {int((within & has).sum())} with it, "
                          f"{int((within & ~has).sum())} without")
     diff = np.abs(_mean_face(images, within & has) - _mean_face(images, within & ~has)).sum(axis=-1)  # (S, S)
+    return _region_from_difference(diff, images.shape[1])
+
+
+def hair_region(images: np.ndarray, labels: np.ndarray, *, min_faces: int = 20) -> np.ndarray:
+    """(REGION_RESOLUTION, REGION_RESOLUTION) float32 in [0, 1]: where the hair is, for the hair colours' edits:
+    the larger, pixel by pixel, of the difference between blond and black-haired women and the same among men."""
+    light, dark = (labels[:, CELEBA_ATTRIBUTES.index(n)] > 0.5 for n in HAIR_CONTRAST)
+    male = labels[:, CELEBA_ATTRIBUTES.index("Male")] > 0.5
+    diffs = []
+    for sex in (~male, male):
+        if min(int((sex & light).sum()), int((sex & dark).sum())) >= min_faces:
+            diffs.append(np.abs(_mean_face(images, sex & light) - _mean_face(images, sex & dark)).sum(axis=-1))
+    if not diffs:
+        raise ValueError("too few blond and black-haired faces to map the hair")
+    return _region_from_difference(np.maximum.reduce(diffs), images.shape[1])
+
+
+def _region_from_difference(diff: np.ndarray, size: int) -> np.ndarray:
+    """A difference of mean faces (S, S) -> the region map: mirrored, scaled by its 99th percentile, ramped from LOW
+    to HIGH, grown, smoothed and pooled to REGION_RESOLUTION."""
     diff = 0.5 * (diff + diff[:, ::-1])  # the attributes are mirror-symmetric; so is the map
     scaled = diff / max(float(np.quantile(diff, 0.99)), 1e-6)
     region = torch.from_numpy(np.clip((scaled - LOW) / (HIGH - LOW), 0.0, 1.0).astype(np.float32))[None, None]
-    k = max(1, round(GROW * images.shape[1] / 128)) | 1  # odd, in proportion to the crop
-    s = max(1, round(SMOOTH * images.shape[1] / 128)) | 1
+    k = max(1, round(GROW * size / 128)) | 1  # odd, in proportion to the crop
+    s = max(1, round(SMOOTH * size / 128)) | 1
     region = F.max_pool2d(region, k, stride=1, padding=k // 2)
     region = F.avg_pool2d(region, s, stride=1, padding=s // 2, count_include_pad=False)
     region = F.adaptive_avg_pool2d(region, REGION_RESOLUTION)
@@ -68,22 +95,30 @@ def attribute_region(images: np.ndarray, labels: np.ndarray, name: str, *, min_f
 
 
 def attribute_regions(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """attribute_region for every attribute of REGION_GROUPS that has enough faces with and without it; one that
-    has not is left out (the service then does not bound its edits), with a warning."""
+    """attribute_region for every attribute of REGION_GROUPS, and hair_region for the HAIR_COLOURS, where there are
+    enough faces with and without it; one that has not is left out (the service then does not bound its edits),
+    with a warning."""
     regions = {}
     for name in REGION_GROUPS:
         try:
             regions[name] = attribute_region(images, labels, name)
         except ValueError as e:
             warnings.warn(f"{e}; its edits will not be bounded", stacklevel=2)
+    try:
+        hair = hair_region(images, labels)
+        regions.update({name: hair for name in HAIR_COLOURS})
+    except ValueError as e:
+        warnings.warn(f"{e}; hair colour edits will not be bounded", stacklevel=2)
     return regions
 
 
 def regions_card_entry(regions: dict[str, np.ndarray]) -> dict:
-    """The model card's `edit_regions`: maps as rows of values rounded to 0.01 (handler.editor.read_edit_regions)."""
+    """The model card's `edit_regions` (read by handler.editor.read_edit_regions): each map as rows of two hex digits
+    a value (00 = 0, ff = 1), so that the card stays a few hundred lines."""
     return {
         "resolution": REGION_RESOLUTION,
         "about": "where each of these attributes lives in the aligned crop (model/regions.py): an edit of these "
-                 "attributes only is pasted inside its map",
-        "maps": {name: [[round(float(v), 2) for v in row] for row in m] for name, m in sorted(regions.items())},
+                 "attributes only is pasted inside its map; rows of two hex digits a value, 00 = 0, ff = 1",
+        "maps": {name: [bytes(np.round(row * 255).astype(np.uint8)).hex() for row in m]
+                 for name, m in sorted(regions.items())},
     }

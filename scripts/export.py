@@ -123,6 +123,8 @@ prevalence = {a: round(float(p), 4) for a, p in zip(CELEBA_ATTRIBUTES, train_lab
 train_seconds = ckpt["train_seconds"]
 version = args.version or f"cvae{size}-{dt.date.today():%Y%m%d}-s{ckpt['step']}"
 
+# the training config of the chain's last segment (a head refit, scripts/refit_head.py, has none)
+last_config = next((seg["config"] for seg in reversed(ckpt.get("segments", [])) if seg.get("config")), None)
 card = {
     "name": "face-interpolator-cvae",
     "version": version,
@@ -165,7 +167,7 @@ card = {
                  "settings": settings,
                  # every segment of the resumable chain: config, command, steps, minutes, device
                  "segments": ckpt.get("segments", []),
-                 "resume": f"python scripts/train.py --config {ckpt.get('segments', [{}])[-1].get('config')} --resume"},
+                 "resume": f"python scripts/train.py --config {last_config} --resume"},
     "metrics": {**metrics, "split": "test", "attribute_accuracy": {a: round(float(v), 4) for a, v in zip(CELEBA_ATTRIBUTES, per_attr)}},
     "license_note": "Trained on CelebA, which is for non-commercial research use.",
 }

@@ -134,6 +134,20 @@ def test_edit_returns_full_resolution_photo_changed_only_near_the_face(client, p
     assert body["model"]["version"]
 
 
+def test_glasses_and_a_moustache_are_pasted_only_where_they_go_on_a_face(client, photo, astronaut):
+    """The bundled card's edit regions: glasses change nothing at the mouth and chin, a moustache nothing on the
+    forehead or the hair (the decoder draws both as bands across the whole face)."""
+    rows = {}
+    for name in ("Eyeglasses", "Mustache"):
+        body = edit_json(client, photo, {name: 1.0}).json()
+        out = decode(base64.b64decode(body["image_base64"]))
+        ys, _ = np.nonzero(np.any(out != astronaut, axis=2))
+        assert len(ys), f"{name} changed nothing"
+        _, y, _, h = body["faces"][0]["box"]
+        rows[name] = ((ys.min() - y) / h, (ys.max() - y) / h)  # in face-box heights from its top
+    assert rows["Eyeglasses"][1] < 0.75 and rows["Mustache"][0] > 0.0, rows
+
+
 def test_strength_zero_returns_the_photo_unchanged(client, photo, astronaut):
     body = edit_json(client, photo, {"smile": 1.0}, strength=0.0).json()
     assert np.array_equal(decode(base64.b64decode(body["image_base64"])), astronaut)

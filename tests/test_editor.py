@@ -169,8 +169,8 @@ def regions_card(**maps) -> dict:
     return {"edit_regions": {"resolution": 4, "maps": maps}}
 
 
-EYES = [[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]  # a band across the middle of the crop
-CHIN = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 0]]
+EYES = ["00000000", "ffffffff", "ffffffff", "00000000"]  # a band across the middle of the crop
+CHIN = ["00000000", "00000000", "00000000", "00ffff00"]
 
 
 def test_an_edit_of_mapped_attributes_reaches_only_their_regions():
@@ -198,8 +198,8 @@ def test_bad_edit_regions_in_a_card_are_refused():
     from handler.artifact import ArtifactError
 
     names = list(CELEBA_ATTRIBUTES)
-    for maps in ({"Eyeglasses": [[0, 1], [1]]}, {"Eyeglasses": [[0, 2], [1, 1]]}, {"Not_An_Attribute": EYES},
-                 {"Eyeglasses": []}):
+    for maps in ({"Eyeglasses": ["00ff", "ff"]}, {"Eyeglasses": ["00ff", "ffzz"]}, {"Eyeglasses": [[0, 1], [1, 0]]},
+                 {"Not_An_Attribute": EYES}, {"Eyeglasses": []}, {"Eyeglasses": ["00ff"]}):
         with pytest.raises(ArtifactError):
             read_edit_regions(regions_card(**maps), names, 16)
 

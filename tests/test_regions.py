@@ -5,14 +5,17 @@ import pytest
 
 from handler.editor import read_edit_regions
 from model.attributes import CELEBA_ATTRIBUTES
-from model.regions import REGION_GROUPS, REGION_RESOLUTION, attribute_region, attribute_regions, regions_card_entry
+from model.regions import (HAIR_COLOURS, REGION_GROUPS, REGION_RESOLUTION, attribute_region, attribute_regions,
+                           hair_region, regions_card_entry)
 
-GLASSES, MALE, MUSTACHE = (CELEBA_ATTRIBUTES.index(n) for n in ("Eyeglasses", "Male", "Mustache"))
+GLASSES, MALE, MUSTACHE, BLOND, BLACK = (CELEBA_ATTRIBUTES.index(n) for n in
+                                         ("Eyeglasses", "Male", "Mustache", "Blond_Hair", "Black_Hair"))
 
 
 def faces(n: int = 400, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Noisy grey crops where glasses are a dark band at eye height and a moustache a dark patch above the mouth;
-    men are a little darker all over (what comparing facial hair among men only keeps out of its map)."""
+    men are a little darker all over (what comparing facial hair among men only keeps out of its map); the hair is
+    the top rows, lighter when blond and darker when black."""
     rng = np.random.default_rng(seed)
     labels = (rng.random((n, 40)) < 0.5).astype(np.float32)
     labels[:, MUSTACHE] *= labels[:, MALE]  # only men have one
@@ -20,6 +23,8 @@ def faces(n: int = 400, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.n
     images[labels[:, MALE] > 0] -= 40
     images[labels[:, GLASSES] > 0, 22:28, 12:52] -= 100
     images[labels[:, MUSTACHE] > 0, 42:46, 24:40] -= 100
+    images[labels[:, BLOND] > 0, :8] += 50
+    images[labels[:, BLACK] > 0, :8] -= 50
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
@@ -38,6 +43,15 @@ def test_a_region_covers_where_the_attribute_is_and_nothing_far_from_it():
     assert np.allclose(glasses, glasses[:, ::-1])  # mirror-symmetric, as the attributes are
 
 
+def test_the_hair_colours_share_one_map_of_the_hair():
+    images, labels = faces()
+    hair = upsampled(hair_region(images, labels))
+    assert hair[:8].min() > 0.9  # the hair, in full
+    assert hair[24:].max() == 0  # the face below it (glasses, moustache, men's darker skin): nothing
+    regions = attribute_regions(images, labels)
+    assert all(np.array_equal(regions[n], regions["Blond_Hair"]) for n in HAIR_COLOURS)
+
+
 def test_too_few_faces_to_map_an_attribute_is_an_error():
     images, labels = faces(n=30)
     with pytest.raises(ValueError, match="too few faces"):
@@ -47,10 +61,10 @@ def test_too_few_faces_to_map_an_attribute_is_an_error():
 def test_the_card_entry_reads_back_as_the_service_uses_it():
     images, labels = faces()
     regions = attribute_regions(images, labels)
-    assert set(regions) == set(REGION_GROUPS)
+    assert set(regions) == set(REGION_GROUPS) | set(HAIR_COLOURS)
     entry = regions_card_entry(regions)
     read = read_edit_regions({"edit_regions": entry}, list(CELEBA_ATTRIBUTES), 128)
-    assert int(read.mapped.sum()) == len(REGION_GROUPS)
+    assert int(read.mapped.sum()) == len(regions)
     eyes = read.maps[GLASSES].numpy()
     assert eyes.shape == (128, 128) and eyes[50, 64] > 0.9 and eyes[110, 64] == 0
 
@@ -60,3 +74,4 @@ def test_an_attribute_with_too_few_faces_is_left_out_with_a_warning():
     with pytest.warns(UserWarning, match="Mustache"):
         regions = attribute_regions(images, labels)
     assert "Mustache" not in regions and "Eyeglasses" in regions
+    assert not set(HAIR_COLOURS) & set(regions)  # ~15 blond or black-haired faces of each sex: too few

@@ -185,3 +185,30 @@ def test_sigterm_ends_the_segment_with_a_checkpoint_and_warm_start(tmp_path):
     assert "segment 1 over" in out and "--resume" in out
     step = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"]
     assert 3 <= step < 10_000 and torch.load(warm, weights_only=False)["step"] == step
+
+
+def test_head_refit_changes_only_the_attribute_head_and_joins_the_chain(tmp_path):
+    """scripts/refit_head.py: every weight but the encoder's attribute head is as it was (edits of a given condition
+    stay identical), the head moved, and the refit is recorded as a segment of the chain."""
+    warm, refit = tmp_path / "warm.pt", tmp_path / "refit.pt"
+    run([sys.executable, "scripts/train.py", "--config", str(write_config(tmp_path, steps=1)),
+         "--warm-start-out", str(warm)])
+    out = run([sys.executable, "scripts/refit_head.py", "--checkpoint", str(warm), "--out", str(refit),
+               "--data-dir", str(CELEBA), "--cache-dir", str(tmp_path / "cache"), "--limit", "32", "--epochs", "2"])
+    assert "head refit" in out
+    before, after = torch.load(warm, weights_only=False), torch.load(refit, weights_only=False)
+    moved = {k for k, v in before["model"].items() if not torch.equal(v, after["model"][k])}
+    assert moved and all(k.startswith("encoder.attr_head.") for k in moved), moved
+    assert all(torch.equal(v, after["critic"][k]) for k, v in before["critic"].items())
+    record = after["segments"][-1]
+    assert record["kind"] == "head_refit" and record["start_step"] == record["end_step"] == after["step"] == 1
+    assert len(after["segments"]) == len(before["segments"]) + 1 and len(record["threshold_offsets"]) == 40
+
+
+def test_decision_thresholds_are_moved_only_where_they_are_more_accurate():
+    from model.head_refit import best_thresholds
+
+    labels = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    logits = torch.tensor([[1.5, 1.0], [1.2, -1.0], [0.8, 1.0], [-1.0, -1.0]])  # attribute 0 reads best above ~1
+    offsets = best_thresholds(logits, labels, grid=2.0)
+    assert 0.8 <= float(offsets[0]) < 1.2 and float(offsets[1]) == 0.0
