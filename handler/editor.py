@@ -243,7 +243,7 @@ def read_edit_regions(card: dict, names: list[str], size: int) -> EditRegions | 
 
 def region_masks(regions: EditRegions, cond_before: Tensor, cond_after: Tensor) -> np.ndarray:
     """(B, S, S) float32 in [0, 1]: how far each face's edit may reach. An edit that changes only mapped attributes
-    reaches the union of their maps; one that changes any other attribute (a recolouring, age, sex) is not bounded."""
+    reaches the union of their maps; one that changes any other attribute (skin, age, sex) is not bounded."""
     changed = changed_attributes(cond_before, cond_after)
     bounded = changed.any(dim=1) & ~(changed & ~regions.mapped).any(dim=1)  # (B,)
     mapped = regions.mapped

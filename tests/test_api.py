@@ -148,6 +148,19 @@ def test_glasses_and_a_moustache_are_pasted_only_where_they_go_on_a_face(client,
     assert rows["Eyeglasses"][1] < 0.75 and rows["Mustache"][0] > 0.0, rows
 
 
+@pytest.mark.parametrize("name", ["blond", "black_hair"])
+def test_a_hair_colour_changes_the_hair_and_leaves_the_face_itself(client, photo, astronaut, name):
+    """The bundled card's hair map: a recolouring reaches the hair, not the middle of the face (unbounded, the
+    decoder washed the whole face pale yellow or streaked it dark)."""
+    body = edit_json(client, photo, {name: 1.0}).json()
+    out = decode(base64.b64decode(body["image_base64"]))
+    changed = np.any(out != astronaut, axis=2)
+    x, y, w, h = body["faces"][0]["box"]
+    middle = changed[y + int(0.4 * h):y + int(0.8 * h), x + int(0.35 * w):x + int(0.65 * w)]  # eyes to mouth
+    assert changed.sum() > 0.5 * w * h, f"{name} changed next to nothing"
+    assert not middle.any(), f"{name} changed {middle.mean():.0%} of the middle of the face"
+
+
 def test_strength_zero_returns_the_photo_unchanged(client, photo, astronaut):
     body = edit_json(client, photo, {"smile": 1.0}, strength=0.0).json()
     assert np.array_equal(decode(base64.b64decode(body["image_base64"])), astronaut)
