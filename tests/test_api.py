@@ -25,6 +25,13 @@ def edit_json(client, image: bytes, edits: dict, **extra):
     return client.post("/v1/edit", json={"image_base64": b64(image), "edits": edits, "response": "json", **extra})
 
 
+def changed_by_edit(client, photo: bytes, original: np.ndarray, edits: dict) -> tuple[dict, np.ndarray]:
+    """The JSON answer to an edit of `photo`, and (H, W) bool: the pixels of the returned photo that differ from
+    `original`."""
+    body = edit_json(client, photo, edits).json()
+    return body, np.any(decode(base64.b64decode(body["image_base64"])) != original, axis=2)
+
+
 # ---- service endpoints ----------------------------------------------------------------------------------------
 def test_health_docs_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -139,9 +146,8 @@ def test_glasses_and_a_moustache_are_pasted_only_where_they_go_on_a_face(client,
     forehead or the hair (the decoder draws both as bands across the whole face)."""
     rows = {}
     for name in ("Eyeglasses", "Mustache"):
-        body = edit_json(client, photo, {name: 1.0}).json()
-        out = decode(base64.b64decode(body["image_base64"]))
-        ys, _ = np.nonzero(np.any(out != astronaut, axis=2))
+        body, changed = changed_by_edit(client, photo, astronaut, {name: 1.0})
+        ys, _ = np.nonzero(changed)
         assert len(ys), f"{name} changed nothing"
         _, y, _, h = body["faces"][0]["box"]
         rows[name] = ((ys.min() - y) / h, (ys.max() - y) / h)  # in face-box heights from its top
@@ -152,9 +158,7 @@ def test_glasses_and_a_moustache_are_pasted_only_where_they_go_on_a_face(client,
 def test_a_hair_colour_changes_the_hair_and_leaves_the_face_itself(client, photo, astronaut, name):
     """The bundled card's hair map: a recolouring reaches the hair, not the middle of the face (unbounded, the
     decoder washed the whole face pale yellow or streaked it dark)."""
-    body = edit_json(client, photo, {name: 1.0}).json()
-    out = decode(base64.b64decode(body["image_base64"]))
-    changed = np.any(out != astronaut, axis=2)
+    body, changed = changed_by_edit(client, photo, astronaut, {name: 1.0})
     x, y, w, h = body["faces"][0]["box"]
     middle = changed[y + int(0.4 * h):y + int(0.8 * h), x + int(0.35 * w):x + int(0.65 * w)]  # eyes to mouth
     assert changed.sum() > 0.5 * w * h, f"{name} changed next to nothing"
